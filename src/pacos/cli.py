@@ -1,0 +1,61 @@
+"""The `pacos` command: argument parsing only; each stage registers its subcommands from its own cli module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pacos import __version__
+from pacos.errors import PacosError
+
+# Each module defines `register(subparsers)`; kept import-light (no torch at import time).
+COMMAND_MODULES = (
+    "pacos.data.cli",
+    "pacos.models.cli",
+    "pacos.train.cli",
+    "pacos.infer.cli",
+    "pacos.eval.cli",
+    "pacos.self_instruct.cli",
+    "pacos.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pacos",
+        description="The Stanford Alpaca recipe end to end: data, fine-tuning, inference, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"pacos {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:  # a stage not built yet in this checkout
+            if e.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # `pacos` or `pacos data` alone: show the relevant help.
+        (getattr(args, "_parser", None) or parser).print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except PacosError as e:
+        print(f"pacos: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("pacos: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

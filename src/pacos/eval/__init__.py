@@ -1,0 +1,1 @@
+"""Evaluation: verifiable task accuracy, and later judges and statistics."""

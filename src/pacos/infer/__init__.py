@@ -1,0 +1,1 @@
+"""Generation with fine-tuned models: batched inference, one-off questions."""

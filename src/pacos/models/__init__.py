@@ -1,0 +1,1 @@
+"""Model loading (hub id or local path, full or LoRA adapter) and offline model presets."""

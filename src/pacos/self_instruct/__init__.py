@@ -1,0 +1,1 @@
+"""Self-Instruct data generation: prompts, parsing, filters, the teacher client, the loop."""
