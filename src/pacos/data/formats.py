@@ -175,15 +175,15 @@ def check_format(fmt: str | None, allowed=FORMATS) -> None:
 
 
 def scan_records(raw: RawFile, fmt: str, require_output: bool = True):
-    """Yield (entry, records, problem) for each raw record: records when it is good, a Problem when bad."""
+    """Yield (records, problem) for each raw record: its records when it is good, a Problem when bad."""
     for entry in raw.entries:
         if entry.error:
-            yield entry, [], Problem(entry.where, entry.error)
+            yield [], Problem(entry.where, entry.error)
             continue
         try:
-            yield entry, parse_object(entry.obj, fmt, require_output), None
+            yield parse_object(entry.obj, fmt, require_output), None
         except RecordError as e:
-            yield entry, [], Problem(entry.where, str(e))
+            yield [], Problem(entry.where, str(e))
 
 
 def load_records(path, fmt: str | None = None, require_output: bool = True) -> list[Record]:
@@ -196,7 +196,7 @@ def load_records(path, fmt: str | None = None, require_output: bool = True) -> l
     raw = read_raw(path)
     fmt = fmt or detect_raw(raw)
     records: list[Record] = []
-    for _, found, problem in scan_records(raw, fmt, require_output):
+    for found, problem in scan_records(raw, fmt, require_output):
         if problem:
             raise DataError(f"{problem} (run `pacos data validate {raw.path}` to see every bad record)")
         records += found

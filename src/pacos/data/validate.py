@@ -19,4 +19,4 @@ def validate_file(path, fmt: str | None = None, require_output: bool = True) -> 
         fmt = fmt or detect_raw(raw)
     except DataFileError as e:
         return [e.problem]
-    return [problem for _, _, problem in scan_records(raw, fmt, require_output) if problem]
+    return [problem for _, problem in scan_records(raw, fmt, require_output) if problem]
