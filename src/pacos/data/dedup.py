@@ -9,19 +9,17 @@ LCS lengths for a whole block of candidates against the pool in C (bit-parallel,
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, NamedTuple
 
 import numpy as np
 from rapidfuzz.distance import Indel, LCSseq
 from rapidfuzz.process import cdist
 
+from pacos.data.formats import read_raw, write_objects
 from pacos.errors import DataError
 
 # rouge_score's DefaultTokenizer(use_stemmer=False): lowercase, non-[a-z0-9] runs become spaces, split,
@@ -203,7 +201,7 @@ def dedup_file(
     texts = [_field_text(obj, field, where) for obj, where in records]
     decisions = deduper.add_batch(texts)
     kept = [obj for (obj, _), d in zip(records, decisions) if d.kept]
-    write_objects_atomic(kept, output)
+    write_objects(kept, output, as_lines=not str(output).endswith(".json"))
     return DedupResult(
         str(input), str(output), len(records), len(kept), n_against, threshold,
         time.perf_counter() - started, [d.score for d in decisions],
@@ -217,53 +215,14 @@ def read_field(path: str | os.PathLike, field: str = "instruction") -> list[str]
 
 def read_objects(path: str | os.PathLike) -> list[tuple[dict, str]]:
     """(object, where) for each record of a JSON array or JSONL file; `where` is FILE:LINE or FILE[index]."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-        found = [(obj, f"{path}[{i}]") for i, obj in enumerate(items)]
-    else:
-        found = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                found.append((json.loads(line), f"{path}:{lineno}"))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-    for obj, where in found:
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: record is not a JSON object")
+    found = []
+    for entry in read_raw(path).entries:
+        if entry.error:
+            raise DataError(f"{entry.where}: {entry.error}")
+        if not isinstance(entry.obj, dict):
+            raise DataError(f"{entry.where}: record is not a JSON object")
+        found.append((entry.obj, entry.where))
     return found
-
-
-def write_objects_atomic(objects: list[dict], path: str | os.PathLike) -> None:
-    """Write a JSON array (.json) or JSONL (anything else) through a temporary file and os.replace."""
-    path = Path(path)
-    if str(path).endswith(".json"):
-        body = json.dumps(objects, ensure_ascii=False, indent=2) + "\n"
-    else:
-        body = "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _field_text(obj: dict, field: str, where: str) -> str:
