@@ -1,0 +1,70 @@
+"""Saving what training produced: full weights or a verified LoRA adapter, with a generation config that stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pacos.errors import PacosError
+
+
+def stop_token_ids(tokenizer, template) -> list[int]:
+    """EOS plus the template's end-of-turn marker when the tokenizer has it as a single token."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if template.turn_end:
+        turn_ids = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
+        if len(turn_ids) == 1 and turn_ids[0] not in ids:
+            ids.append(turn_ids[0])
+    return ids
+
+
+def save_trained(model, tokenizer, template, out: Path, lora: bool) -> None:
+    out = Path(out)
+    gen = model.generation_config
+    eos = stop_token_ids(tokenizer, template)
+    gen.eos_token_id = eos[0] if len(eos) == 1 else eos
+    gen.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.bos_token_id is not None:
+        gen.bos_token_id = tokenizer.bos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if lora:
+        # The adapter dir carries the generation config too, so inference on it stops where training taught.
+        gen.save_pretrained(out)
+        verify_adapter(model, out)
+
+
+def verify_adapter(model, out: Path) -> None:
+    """Catch alpaca-lora's classic failure: an adapter file with no (or untrained) LoRA weights.
+
+    Checks the saved tensors exist and B matrices are not all zero, then reloads the adapter onto a fresh
+    base model and compares logits with the in-memory model.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(out) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise PacosError(f"LoRA save failed: {path} was not written")
+    tensors = load_file(str(path))
+    lora_b = [t for k, t in tensors.items() if "lora_B" in k]
+    if not tensors or not lora_b:
+        raise PacosError(f"LoRA save failed: {path} holds no LoRA weights (empty adapter)")
+    if all(float(t.abs().max()) == 0.0 for t in lora_b):
+        raise PacosError(f"LoRA adapter in {out} is untrained (every lora_B is zero): did training run any step?")
+
+    from pacos.models.loading import load_model
+
+    reloaded, _ = load_model(out, merge_adapter=False)
+    probe = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 29]]) % model.get_input_embeddings().num_embeddings
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        a = model(input_ids=probe.to(device)).logits.float().cpu()
+        b = reloaded(input_ids=probe).logits.float()
+    if was_training:
+        model.train()
+    diff = float((a - b).abs().max())
+    if diff > 1e-3 * max(1.0, float(a.abs().max())):
+        raise PacosError(f"LoRA adapter in {out} does not reload to the trained model (max logit diff {diff:.3g})")
