@@ -1,0 +1,228 @@
+"""The generation loop: batches of prompts in flight concurrently, screened and committed strictly in order.
+
+Requests run concurrently, but each batch's answers are parsed, filtered, novelty-checked and written in batch
+order, and batch b's prompts depend only on (seed, b): the same seed and the same teacher answers give the
+same output, however the requests interleave, and a resumed run continues exactly where the last left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from pacos.data.dedup import RougeDeduper
+from pacos.errors import PacosError
+from pacos.self_instruct.accounting import ProgressBar, Totals
+from pacos.self_instruct.client import Reply, Teacher
+from pacos.self_instruct.config import PIPELINES, SelfInstructConfig
+from pacos.self_instruct.filters import rejection_reason
+from pacos.self_instruct.parse import Candidate, parse_answer
+from pacos.self_instruct.prompt import STOP_SEQUENCES, build_prompt, load_seed_tasks, sample_examples
+from pacos.self_instruct.store import RunStore
+
+
+class Turns:
+    """Lets batches pass one point one at a time, in batch order."""
+
+    def __init__(self, first: int):
+        self.next = first
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, batch: int):
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.next == batch)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.next = batch + 1
+                self._changed.notify_all()
+
+    async def passed(self, batch: int) -> None:
+        """Wait until `batch` has had its turn."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.next > batch)
+
+
+@dataclass
+class RunSummary:
+    out: str
+    log: str
+    target: int
+    totals: Totals
+    cost: float
+    stopped: str  # "target" or "max-cost"
+    resumed_batches: int = 0
+    torn_lines: int = 0
+    orphans: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        lines = []
+        if self.resumed_batches:
+            lines.append(f"resumed after {self.resumed_batches} batches"
+                         + (f" (dropped {self.torn_lines} torn line(s))" if self.torn_lines else "")
+                         + (f" (dropped {self.orphans} uncommitted record(s))" if self.orphans else ""))
+        why = "target reached" if self.stopped == "target" else f"stopped at --max-cost (${self.cost:.4f} spent)"
+        lines.append(f"kept {self.totals.kept}/{self.target} instructions in {self.out} ({why}, "
+                     f"{self.seconds:.1f} s); raw log {self.log}")
+        lines.append(self.totals.describe())
+        if self.cost:
+            lines.append(f"cost ${self.cost:.4f}")
+        return "\n".join(lines)
+
+
+class Generation:
+    """One run's shared state: seeds, novelty pool, totals, files, and the teacher."""
+
+    def __init__(self, config: SelfInstructConfig, teacher: Teacher | None = None):
+        if config.pipeline not in PIPELINES:
+            raise PacosError(f"unknown --pipeline {config.pipeline!r}; choose one of {', '.join(PIPELINES)}")
+        self.config = config
+        self.seeds = load_seed_tasks(config.seed_tasks)
+        self.store = RunStore(config.out)
+        self.resumed = self.store.resume()
+        pool = [s.instruction for s in self.seeds] + [r["instruction"] for r in self.resumed.records]
+        pool += [text for entry in self.resumed.log for text in entry.get("pool_extra", [])]
+        self.deduper = RougeDeduper(config.threshold, pool)
+        self.machine_instructions = [(r["batch"], r["instruction"]) for r in self.resumed.records]
+        self.totals = Totals()
+        for entry in self.resumed.log:
+            self.totals.add_entry(entry)
+        self.teacher = teacher
+        self.stopped: str | None = None
+        self.progress: ProgressBar | None = None
+
+    @property
+    def cost(self) -> float:
+        return self.totals.cost(self.config.price_in, self.config.price_out)
+
+    def check_stop(self) -> None:
+        if self.totals.kept >= self.config.num_instructions:
+            self.stopped = "target"
+        elif self.config.max_cost is not None and self.cost >= self.config.max_cost:
+            self.stopped = "max-cost"
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        cfg = self.config
+        self.check_stop()
+        own_teacher = self.teacher is None
+        try:
+            if self.stopped is None:
+                self.progress = ProgressBar(cfg.num_instructions, self.totals, cfg.price_in, cfg.price_out,
+                                            cfg.progress)
+                self.teacher = self.teacher or Teacher(cfg.teacher, seed=cfg.seed)
+                await self._run_batches()
+        finally:
+            if self.progress:
+                self.progress.close()
+            if own_teacher and self.teacher:
+                await self.teacher.close()
+            self.store.close()
+        return RunSummary(cfg.out, str(self.store.log_path), cfg.num_instructions, self.totals, self.cost,
+                          self.stopped or "target", len(self.resumed.log), self.resumed.torn_lines,
+                          self.resumed.orphans, time.monotonic() - started)
+
+    async def _run_batches(self) -> None:
+        if self.config.pipeline == "self-instruct":
+            from pacos.self_instruct.two_stage import two_stage_batch as run_batch
+        else:
+            run_batch = alpaca_batch
+        next_batch = self.resumed.next_batch
+        self.turns = {name: Turns(next_batch) for name in ("screen", "commit")}
+        jobs: set[asyncio.Task] = set()
+        try:
+            while self.stopped is None:
+                # Twice the concurrency: batches waiting for their turn must not starve the request slots.
+                while len(jobs) < 2 * self.config.teacher.concurrency:
+                    jobs.add(asyncio.create_task(run_batch(self, next_batch)))
+                    next_batch += 1
+                done, jobs = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+                for job in done:
+                    job.result()  # a TeacherError ends the run here
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    def prompts(self, batch: int) -> tuple[list[str], int]:
+        """The batch's prompts and the task number each answer starts at."""
+        k = self.config.prompt_examples
+        examples = [sample_examples(self.seeds, k, self.config.seed, batch, slot)
+                    for slot in range(self.config.batch_size)]
+        return [build_prompt(e) for e in examples], min(k, len(self.seeds)) + 1
+
+    def screen(self, candidates: list[Candidate], discards: Counter):
+        """Alpaca's filters, then the novelty check; returns (candidate, decision) for the novel ones, in order."""
+        passed = []
+        for candidate in candidates:
+            reason = rejection_reason(candidate)
+            if reason:
+                discards[reason] += 1
+            else:
+                passed.append(candidate)
+        novel = []
+        for candidate, decision in zip(passed, self.deduper.add_batch([c.instruction for c in passed])):
+            if decision.kept:
+                novel.append((candidate, decision))
+            else:
+                discards["similar"] += 1
+        return novel
+
+    def commit(self, batch: int, records: list[dict], entry: dict) -> None:
+        """Write a batch (cut at the target), count it, and decide whether to stop."""
+        records = records[: max(0, self.config.num_instructions - self.totals.kept)]
+        entry.update(batch=batch, kept=len(records), time=round(time.time(), 3))
+        self.store.commit(records, entry)
+        self.totals.add_entry(entry)
+        self.machine_instructions += [(batch, r["instruction"]) for r in records]
+        self.progress.update(self.totals)
+        self.check_stop()
+
+
+def record(candidate: Candidate, decision, batch: int, **extra) -> dict:
+    """An output record: trainable fields first, then where it came from and how novel it was."""
+    return {"instruction": candidate.instruction, "input": candidate.input, "output": candidate.output,
+            **extra, "similarity": decision.score, "nearest": decision.nearest, "batch": batch}
+
+
+def raw_entry(pipeline: str, prompts: list[str], reply: Reply, discards: Counter, **extra) -> dict:
+    """The sidecar-log line of a batch (its `batch`, `kept` and `time` are added at commit)."""
+    return {"pipeline": pipeline, "prompts": prompts,
+            "answers": [{"text": a.text, "finish_reason": a.finish_reason, "error": a.error} for a in reply.answers],
+            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+            "requests": reply.requests, "seconds": round(reply.seconds, 3), "discards": dict(discards), **extra}
+
+
+async def alpaca_batch(gen: Generation, batch: int) -> None:
+    """Alpaca's step: prompts of sampled seed tasks -> up to 20 numbered tasks each -> filters -> novelty."""
+    prompts, first_number = gen.prompts(batch)
+    reply = await gen.teacher.complete(prompts, STOP_SEQUENCES)
+    async with gen.turns["screen"].turn(batch):
+        if gen.stopped:
+            return
+        discards, candidates = Counter(), []
+        for answer in reply.answers:
+            if answer.error:
+                discards["unparseable_response"] += 1
+                continue
+            parsed = parse_answer(answer.text, first_number, answer.finish_reason)
+            discards["malformed"] += parsed.malformed
+            discards["truncated"] += parsed.truncated
+            candidates += parsed.candidates
+        records = [record(c, d, batch) for c, d in gen.screen(candidates, discards)]
+        gen.commit(batch, records, raw_entry("alpaca", prompts, reply, +discards))
+
+
+async def run_generation(config: SelfInstructConfig, teacher: Teacher | None = None) -> RunSummary:
+    return await Generation(config, teacher).run()
+
+
+def generate(config: SelfInstructConfig) -> RunSummary:
+    """Run (or resume) a Self-Instruct generation to `config.num_instructions` kept records."""
+    return asyncio.run(run_generation(config))

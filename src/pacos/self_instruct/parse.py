@@ -1,0 +1,62 @@
+"""Teacher answers -> candidate tasks: the numbered `N. Instruction / Input / Output` blocks, `###`-separated."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pacos.self_instruct.prompt import NO_INPUT
+
+_SEPARATOR = re.compile(r"^[ \t]*###[ \t]*$", re.M)
+_HEADER = re.compile(r"^[ \t]*(?:###[ \t]*)?\d+\.[ \t]*Instruction:", re.M)
+_INPUT_LABEL = re.compile(r"^[ \t]*\d+\.[ \t]*Input:", re.M)
+_BLOCK = re.compile(
+    r"^\s*(\d+)\.[ \t]*Instruction:(?P<instruction>.*?)"
+    r"^[ \t]*\1\.[ \t]*Input:(?P<input>.*?)"
+    r"^[ \t]*\1\.[ \t]*Output:(?P<output>.*)\Z",
+    re.M | re.S,
+)
+
+
+@dataclass
+class Candidate:
+    instruction: str
+    input: str
+    output: str
+
+
+@dataclass
+class ParsedAnswer:
+    candidates: list[Candidate] = field(default_factory=list)
+    malformed: int = 0  # blocks that are not a complete numbered task
+    truncated: int = 0  # the last block, cut by the token limit
+
+
+def parse_answer(text: str, next_number: int, finish_reason: str | None) -> ParsedAnswer:
+    """The tasks of one answer to a prompt ending in `{next_number}. Instruction:`.
+
+    A completions answer continues that line; a chat answer usually repeats it, maybe after a preamble:
+    both are accepted. When the answer hit the token limit its last block is dropped, complete or not.
+    """
+    header, first_input = _HEADER.search(text), _INPUT_LABEL.search(text)
+    if header and (not first_input or header.start() < first_input.start()):
+        text = text[header.start():]
+    else:
+        text = f"{next_number}. Instruction:{text}"
+    blocks = [b for b in _SEPARATOR.split(text.replace("\r\n", "\n")) if b.strip()]
+    parsed = ParsedAnswer()
+    if finish_reason == "length" and blocks:
+        blocks.pop()
+        parsed.truncated = 1
+    for block in blocks:
+        match = _BLOCK.match(block.lstrip("#"))
+        if not match:
+            parsed.malformed += 1
+            continue
+        input_ = match["input"].strip()
+        parsed.candidates.append(Candidate(
+            instruction=re.sub(r"\s+", " ", match["instruction"]).strip(),
+            input="" if input_.lower() == NO_INPUT else input_,
+            output=match["output"].strip(),
+        ))
+    return parsed
