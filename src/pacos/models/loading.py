@@ -43,7 +43,9 @@ def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, train
     inference), otherwise the PeftModel is returned (for further training with `trainable`).
     """
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # per-shard bars for a small model are noise; ours show the real work
     ref = str(ref)
     tokenizer = load_tokenizer(ref)
     kwargs = {"dtype": dtype} if dtype is not None else {}

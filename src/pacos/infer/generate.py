@@ -1,0 +1,168 @@
+"""Batched generation with transformers: same template as training, left padding, stops at EOS or stop strings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacos.errors import PacosError
+from pacos.templates import Template, get_template, record_kind
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy, deterministic
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def check(self) -> None:
+        if self.max_new_tokens < 1:
+            raise PacosError("--max-new-tokens must be >= 1")
+        if self.temperature < 0:
+            raise PacosError("--temperature must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise PacosError("--top-p must be in (0, 1]")
+        if self.top_k < 0 or self.repetition_penalty <= 0:
+            raise PacosError("--top-k must be >= 0 and --repetition-penalty > 0")
+
+
+def trained_template_name(model_ref: str | Path) -> str | None:
+    """The template a pacos-trained model was fine-tuned with (recorded beside its weights)."""
+    run = Path(model_ref) / "pacos_train.json"
+    if run.is_file():
+        return json.loads(run.read_text()).get("template")
+    return None
+
+
+def resolve_template(model_ref, tokenizer, records, name: str | None) -> Template:
+    """Explicit name, else the one the model was trained with, else the default for these records."""
+    return get_template(name or trained_template_name(model_ref), tokenizer, record_kind(records))
+
+
+class Generator:
+    """A loaded model + tokenizer + template that turns records into answers."""
+
+    def __init__(self, model, tokenizer, template: Template):
+        self.model, self.tokenizer, self.template = model, tokenizer, template
+        if tokenizer.pad_token is None:
+            from pacos.train.special_tokens import ensure_pad_token
+
+            ensure_pad_token(tokenizer)  # reuse, never resize at inference
+        tokenizer.padding_side = "left"
+
+    @classmethod
+    def load(cls, model_ref: str, template: str | None = None, records=(), dtype=None) -> "Generator":
+        from pacos.models.loading import load_model
+
+        model, tokenizer = load_model(model_ref, dtype=dtype)
+        if _cuda():
+            model.to("cuda")
+        return cls(model, tokenizer, resolve_template(model_ref, tokenizer, list(records), template))
+
+    def prompt_ids(self, record) -> list[int]:
+        from pacos.train.tokenize import encode_prompt
+
+        return encode_prompt(record, self.tokenizer, self.template)
+
+    def generate(self, records, params: SamplingParams, batch_size: int = 16, progress: bool = False) -> list[str]:
+        """Answers for `records`, in order; batches are formed from prompts of similar length."""
+        import torch
+
+        params.check()
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        prompts = [self.prompt_ids(r) for r in records]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        answers: list[str] = [""] * len(prompts)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(prompts), desc="generate", unit="rec", dynamic_ncols=True)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            for i, text in zip(idx, self.generate_ids([prompts[i] for i in idx], params)):
+                answers[i] = text
+            if bar:
+                bar.update(len(idx))
+        if bar:
+            bar.close()
+        return answers
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> list[str]:
+        import torch
+
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = max(len(p) for p in prompts)
+        if limit and longest + params.max_new_tokens > limit:
+            raise PacosError(f"prompt of {longest} tokens + {params.max_new_tokens} new tokens exceeds the "
+                             f"model's context of {limit}; lower --max-new-tokens or shorten the input")
+        batch = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt", padding=True)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                generation_config=self._generation_config(params),
+                tokenizer=self.tokenizer,
+            )
+        new = out[:, batch["input_ids"].shape[1]:]
+        return [self.clean(self.tokenizer.decode(row, skip_special_tokens=True)) for row in new]
+
+    def clean(self, text: str) -> str:
+        """Cut at the first stop string (generation stops after it, the answer excludes it)."""
+        for stop in self.template.stop_strings:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        return text.strip()
+
+    def _generation_config(self, params: SamplingParams):
+        from transformers import GenerationConfig
+
+        from pacos.train.save import stop_token_ids
+
+        base = self.model.generation_config
+        eos = base.eos_token_id if base.eos_token_id is not None else stop_token_ids(self.tokenizer, self.template)
+        sample = params.temperature > 0
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=params.top_k if sample else None,
+            repetition_penalty=params.repetition_penalty,
+            eos_token_id=eos,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+            stop_strings=list(self.template.stop_strings) or None,
+        )
+
+
+def infer_file(model_ref: str, data: str, out: str, params: SamplingParams, template: str | None = None,
+               batch_size: int = 16, progress: bool = True) -> int:
+    """Answer every record of `data`; write them to `out` with a `generated` field (atomic)."""
+    from pacos.data.formats import load_records, save_records
+
+    records = load_records(data, require_output=False)
+    if not records:
+        raise PacosError(f"{data}: no records")
+    gen = Generator.load(model_ref, template, records)
+    for record, answer in zip(records, gen.generate(records, params, batch_size, progress)):
+        record.extra["generated"] = answer
+    fmt = "alpaca" if out.endswith(".json") and record_kind(records) == "instruction" else None
+    save_records(records, out, fmt=fmt or _jsonl_format(records))
+    return len(records)
+
+
+def _jsonl_format(records) -> str:
+    return "jsonl" if record_kind(records) == "instruction" else "messages"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
