@@ -143,8 +143,9 @@ class Generation:
                     jobs.add(asyncio.create_task(run_batch(self, next_batch)))
                     next_batch += 1
                 done, jobs = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
-                for job in done:
-                    job.result()  # a TeacherError ends the run here
+                errors = [job.exception() for job in done if not job.cancelled() and job.exception()]
+                if errors:
+                    raise errors[0]  # a TeacherError ends the run here
         finally:
             for job in jobs:
                 job.cancel()
