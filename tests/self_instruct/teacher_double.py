@@ -38,9 +38,25 @@ def task_block(number: int, instruction: str, input_: str, output: str) -> str:
             f"{number}. Output:\n{output}\n")
 
 
+def two_stage_answer(prompt: str, rng: random.Random) -> str:
+    """Answers to the `--pipeline self-instruct` prompts: task lists, Yes/No, and instances."""
+    if prompt.startswith("Come up with a series of tasks"):
+        first = int(prompt.rsplit("Task ", 1)[1].split(":")[0])
+        picks = [rng.choice(JUNK)[1] if rng.random() < 0.2 else rng.choice(REAL)["instruction"] for _ in range(6)]
+        return " " + "\n".join(f"Task {first + i}: {text}" for i, text in enumerate(picks)).split(": ", 1)[1]
+    if prompt.endswith("Is it classification?"):
+        return " Yes" if rng.random() < 0.3 else " No"
+    if prompt.endswith("Class label:"):
+        return " Positive\nInput: I loved every minute of it."
+    return rng.choice([" <noinput>\nOutput: Here is a helpful answer.", " Some text to work on.\nOutput: Done.",
+                       " no output label here"])
+
+
 def answer_for(prompt: str, chat: bool) -> tuple[str, str]:
     """(text, finish_reason) for a prompt ending in `N. Instruction:`: the way a teacher writes tasks N..19."""
     rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
+    if "###" not in prompt:
+        return two_stage_answer(prompt, rng), "stop"
     first = int(prompt.rsplit("###\n", 1)[1].split(".", 1)[0])
     tasks = []
     for _ in range(first, 20):

@@ -27,6 +27,7 @@ REASONS = (
     "non_ascii_start",
     "empty_output",  # nothing to train on
     "similar",  # ROUGE-L F > threshold with a seed or an earlier kept instruction
+    "no_instance",  # --pipeline self-instruct: no usable instance generated for a novel instruction
 )
 
 
