@@ -1,6 +1,5 @@
 """The original two-stage Self-Instruct pipeline: its prompts and parsers, and a run against the double."""
 
-import json
 
 from pacos.self_instruct.prompt import SeedTask
 from pacos.self_instruct.store import raw_log_path

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -46,15 +46,6 @@ def rouge_l_fmeasure(lcs: int, target_len: int, prediction_len: int) -> float:
     if precision + recall > 0:
         return 2 * precision * recall / (precision + recall)
     return 0.0
-
-
-def _fmeasure_matrix(lcs: np.ndarray, target_lens: np.ndarray, prediction_lens: np.ndarray) -> np.ndarray:
-    """`rouge_l_fmeasure` element-wise: numpy float64 ops round exactly like Python floats, in the same order."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = lcs / prediction_lens[None, :]
-        recall = lcs / target_lens[:, None]
-        f = 2 * precision * recall / (precision + recall)
-    return np.where(lcs > 0, f, 0.0)
 
 
 class Decision(NamedTuple):
@@ -103,12 +94,6 @@ class RougeDeduper:
             decisions += self._decide_block(texts[start : start + size], codes[start : start + size])
             start += size
         return decisions
-
-    def scores(self, text: str) -> np.ndarray:
-        """ROUGE-L F of `text` against each pooled text, in pool order."""
-        code = self._encode(text)
-        lcs = cdist([code], self._codes, scorer=LCSseq.similarity, dtype=np.int32, workers=-1)
-        return _fmeasure_matrix(lcs, np.array([len(code)]), np.array(self._lens))[0]
 
     def _decide_block(self, texts: list[str], codes: list[str]) -> list[Decision]:
         # Indel's normalized similarity is 2*LCS/(len_a+len_b): ROUGE-L F in exact arithmetic, so it ranks the
@@ -163,7 +148,6 @@ class DedupResult:
     against: int = 0
     threshold: float = 0.7
     seconds: float = 0.0
-    scores: list[float] = field(default_factory=list, repr=False)
 
     @property
     def dropped(self) -> int:
@@ -204,7 +188,7 @@ def dedup_file(
     write_objects(kept, output, as_lines=not str(output).endswith(".json"))
     return DedupResult(
         str(input), str(output), len(records), len(kept), n_against, threshold,
-        time.perf_counter() - started, [d.score for d in decisions],
+        time.perf_counter() - started,
     )
 
 
