@@ -64,8 +64,11 @@ def split_validation(rows: list, val_size: float, seed: int) -> tuple[list, list
     return [r for i, r in enumerate(rows) if i not in val_idx], [rows[i] for i in sorted(val_idx)]
 
 
-def train(config: TrainConfig, records=None, log=print) -> TrainResult:
-    """Run one fine-tuning job as configured; returns where the model went and what happened."""
+def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainResult:
+    """Run one fine-tuning job as configured; returns where the model went and what happened.
+
+    `records` overrides reading `config.data`; `callbacks` are extra transformers TrainerCallbacks.
+    """
     import time
 
     import torch
@@ -106,6 +109,9 @@ def train(config: TrainConfig, records=None, log=print) -> TrainResult:
     train_rows, val_rows = split_validation(rows, config.val_size, config.seed)
 
     if config.lora:
+        from transformers import set_seed
+
+        set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
         model = _wrap_lora(model, config, log)
 
     use_cuda = torch.cuda.is_available()
@@ -137,7 +143,7 @@ def train(config: TrainConfig, records=None, log=print) -> TrainResult:
         dataloader_num_workers=0,
     )
     resume_step = _checkpoint_step(resume_from)
-    callbacks = [JsonlLogCallback(out / LOG_FILE, resume_step)]
+    callbacks = [JsonlLogCallback(out / LOG_FILE, resume_step), *callbacks]
     if config.progress:
         callbacks.append(ProgressCallback())
     trainer = Trainer(

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny offline models built once per test session, and paths to ../shared data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # tests run servers and commands beside each other
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may download
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A `pacos model init --preset tiny` model, saved in the Hugging Face layout."""
+    from pacos.models.presets import init_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    init_model("tiny", path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def run_pacos(*args: str, check: bool = False, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real `pacos` CLI in a subprocess (as a user would)."""
+    proc = subprocess.run([sys.executable, "-m", "pacos.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pacos {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
