@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "pacos.models.cli",
     "pacos.train.cli",
     "pacos.infer.cli",
+    "pacos.infer.chat",
+    "pacos.serve.cli",
     "pacos.eval.cli",
     "pacos.self_instruct.cli",
     "pacos.demo",

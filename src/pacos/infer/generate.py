@@ -18,6 +18,9 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     repetition_penalty: float = 1.0
     seed: int | None = None
+    # OpenAI-style penalties; applied by the batching engine (infer/batching.py), not by `Generator`.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def check(self) -> None:
         if self.max_new_tokens < 1:

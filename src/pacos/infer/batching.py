@@ -1,0 +1,276 @@
+"""Continuous batching for transformers models: each step runs one forward pass over every active sequence.
+
+The batch is left-padded and shares one KV cache (`DynamicCache`, [batch, heads, time, dim] per layer).
+A step (1) drops finished or cancelled rows from the cache, (2) decodes one token for every running row
+in a single forward pass, and (3) admits waiting requests: their prompts are prefilled together, their
+first token sampled, and their cache rows padded on the left and concatenated onto the running batch.
+So a request arriving mid-generation joins at the next step instead of waiting for the batch to finish,
+and every running request shares each forward pass. Rows carry explicit position ids, so padding never
+shifts a sequence's positions. `BatchScheduler` runs the steps on a background thread for the server;
+`BatchEngine.run` drives one sequence in the caller's thread (terminal chat).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pacos.errors import PacosError
+from pacos.infer.generate import SamplingParams
+from pacos.infer.sampling import next_tokens
+from pacos.infer.textstream import IncrementalDecoder, StopMatcher
+
+# on_event(delta, finish_reason): text as it becomes final; finish_reason "stop", "length", "error" at the end.
+EventCallback = Callable[[str, "str | None"], None]
+
+
+class QueueFull(PacosError):
+    """The engine's waiting queue is at capacity (the server answers 503 with Retry-After)."""
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One generation: a prompt, how to sample it, where to stop, and where its text goes."""
+
+    prompt_ids: list[int]
+    sampling: SamplingParams
+    on_event: EventCallback
+    stops: tuple[str, ...] = ()
+    eos_ids: frozenset = frozenset()
+    strip_leading: bool = False  # chat answers: drop whitespace the model puts before the answer
+    output_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    cancelled: bool = False
+    text: str = ""  # the released text so far
+    error: str = ""  # why generation failed (finish_reason "error")
+
+    def __post_init__(self):
+        self.generator = None
+        self.decoder = None
+        self.matcher = StopMatcher(self.stops, self.strip_leading)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None or self.cancelled
+
+
+class BatchEngine:
+    """The step loop's state: running rows with their cache and mask, and the waiting queue."""
+
+    def __init__(self, model, tokenizer, max_batch: int = 16, max_waiting: int = 64):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_batch, self.max_waiting = max_batch, max_waiting
+        self.context = getattr(model.config, "max_position_embeddings", None)
+        self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+        self.device = next(model.parameters()).device
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.cache = None  # DynamicCache over `running`, rows in the same order
+        self.mask = None  # [batch, time] long: 1 where the cache holds a real token
+        self.lock = threading.Lock()
+        self.steps = 0
+        self.cancelled = 0  # sequences dropped unfinished (client gone, Ctrl-C)
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def submit(self, seq: Sequence) -> None:
+        import torch
+
+        if self.context and len(seq.prompt_ids) >= self.context:
+            raise PacosError(f"prompt of {len(seq.prompt_ids)} tokens does not fit the context of {self.context}")
+        if seq.sampling.seed is not None:
+            seq.generator = torch.Generator(device=self.device).manual_seed(seq.sampling.seed)
+        seq.decoder = IncrementalDecoder(self.tokenizer)
+        with self.lock:
+            if len(self.waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self.waiting)} requests are already waiting")
+            self.waiting.append(seq)
+
+    def cancel(self, seq: Sequence) -> None:
+        seq.cancelled = True  # the step loop drops it (and its cache row) before the next forward pass
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def run(self, seq: Sequence) -> Sequence:
+        """Submit `seq` and step until it is done (single-user use: `pacos chat`)."""
+        self.submit(seq)
+        try:
+            while not seq.done:
+                self.step()
+        finally:
+            if not seq.done:
+                self.cancel(seq)
+                self.step()
+        return seq
+
+    # -- the step loop ----------------------------------------------------------------------------------
+    def step(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            try:
+                self._drop_done()
+                if self.running:
+                    self._decode()
+                admitted = self._admit()
+                if admitted:
+                    self._prefill(admitted)
+            except Exception as e:  # a failed forward pass fails its requests, not the server
+                for seq in self.running + list(self.waiting):
+                    self._finish(seq, "error", f"generation failed: {type(e).__name__}: {e}")
+                self.running, self.cache, self.mask = [], None, None
+                self.waiting.clear()
+        self.steps += 1
+
+    def _admit(self) -> list[Sequence]:
+        room = self.max_batch - len(self.running)
+        admitted = []
+        with self.lock:
+            while self.waiting and len(admitted) < room:
+                seq = self.waiting.popleft()
+                if seq.cancelled:
+                    self.cancelled += 1
+                else:
+                    admitted.append(seq)
+        return admitted
+
+    def _decode(self) -> None:
+        import torch
+
+        rows = self.running
+        ids = torch.tensor([[s.output_ids[-1]] for s in rows], device=self.device)
+        # The fed token's position: everything before it is in the cache.
+        pos = torch.tensor([[len(s.prompt_ids) + len(s.output_ids) - 1] for s in rows], device=self.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(rows), 1))], dim=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, past_key_values=self.cache,
+                         use_cache=True)
+        self.cache = out.past_key_values
+        for seq, token in zip(rows, next_tokens(out.logits[:, -1], rows)):
+            self._accept(seq, token)
+
+    def _prefill(self, rows: list[Sequence]) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        width = max(len(s.prompt_ids) for s in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, s in enumerate(rows):
+            ids[i, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
+            mask[i, width - len(s.prompt_ids):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(),
+                         use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        keep = mask.bool()[:, None, :, None]
+        for layer in cache.layers:  # padded positions may hold NaN (fully masked rows); zero them
+            layer.keys = torch.where(keep, layer.keys, 0)
+            layer.values = torch.where(keep, layer.values, 0)
+        self._merge(cache, mask)
+        self.running += rows
+        for seq, token in zip(rows, next_tokens(out.logits[:, -1], rows)):
+            self._accept(seq, token)
+
+    def _merge(self, cache, mask) -> None:
+        """Append new rows (their own cache and mask) to the running batch, left-padding the shorter side."""
+        import torch
+        import torch.nn.functional as F
+
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+            return
+        old_t, new_t = self.mask.shape[1], mask.shape[1]
+        width = max(old_t, new_t)
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            for name in ("keys", "values"):
+                a, b = getattr(mine, name), getattr(theirs, name)
+                a = F.pad(a, (0, 0, width - old_t, 0))
+                b = F.pad(b, (0, 0, width - new_t, 0))
+                setattr(mine, name, torch.cat([a, b], dim=0))
+        self.mask = torch.cat([F.pad(self.mask, (width - old_t, 0)), F.pad(mask, (width - new_t, 0))], dim=0)
+
+    def _drop_done(self) -> None:
+        import torch
+
+        keep = [i for i, s in enumerate(self.running) if not s.done]
+        if len(keep) == len(self.running):
+            return
+        self.cancelled += sum(s.cancelled and s.finish_reason is None for s in self.running)
+        self.running = [self.running[i] for i in keep]
+        if not keep:
+            self.cache, self.mask = None, None
+            return
+        index = torch.tensor(keep, device=self.device)
+        self.mask = self.mask[index]
+        # Columns no remaining row uses (the left padding of departed long prompts) are cut too.
+        first = int(self.mask.any(dim=0).nonzero()[0])
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[index, :, first:]
+            layer.values = layer.values[index, :, first:]
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        if seq.cancelled:
+            return
+        seq.output_ids.append(token)
+        if token in seq.eos_ids:
+            self._finish(seq, "stop")
+            return
+        delta = seq.matcher.push(seq.decoder.push(token))
+        if seq.matcher.stopped is not None:
+            self._finish(seq, "stop", delta=delta)
+        elif len(seq.output_ids) >= seq.sampling.max_new_tokens or (
+                self.context and len(seq.prompt_ids) + len(seq.output_ids) >= self.context):
+            self._finish(seq, "length", delta=delta)
+        elif delta:
+            seq.text += delta
+            seq.on_event(delta, None)
+
+    def _finish(self, seq: Sequence, reason: str, message: str = "", delta: str = "") -> None:
+        if seq.done:
+            return
+        if reason != "error":
+            delta += seq.matcher.flush()
+        seq.text += delta
+        seq.finish_reason, seq.error = reason, message
+        seq.on_event(delta, reason)
+
+
+class BatchScheduler:
+    """Runs `engine.step()` on a background thread whenever there is work (the server's engine loop)."""
+
+    def __init__(self, engine: BatchEngine):
+        self.engine = engine
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="pacos-batching", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout=10)
+
+    def submit(self, seq: Sequence) -> None:
+        self.engine.submit(seq)
+        with self.wake:
+            self.wake.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        self.engine.cancel(seq)
+
+    def _loop(self) -> None:
+        while True:
+            with self.wake:
+                while not self.engine.has_work and not self.stopping:
+                    self.wake.wait()
+                if self.stopping:
+                    return
+            self.engine.step()

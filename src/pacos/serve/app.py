@@ -1,0 +1,295 @@
+"""The FastAPI app: OpenAI-compatible endpoints, the web chat page, and the feedback endpoint it votes through.
+
+Bodies are read and validated by hand (protocol.py) so every bad request gets an OpenAI-shaped 4xx;
+anything unexpected is a 500 in the same shape. Generations run on the backend; the handlers only
+stream or collect their events, and cancel them when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pacos.data.records import Conversation
+from pacos.errors import PacosError
+from pacos.serve import protocol as P
+from pacos.serve.backends import Backend, Generation, QueueFull
+from pacos.serve.protocol import APIError
+
+MAX_BODY_BYTES = 4 << 20
+RETRY_AFTER_SECONDS = 2
+
+
+def create_app(backend: Backend, served_name: str, api_key: str | None = None, feedback=None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title="pacos serve", docs_url=None, redoc_url=None, openapi_url=None)
+    created = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc):
+        kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
+        return JSONResponse(APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                                     code=kind).body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):
+        return JSONResponse(P.bad(str(exc)).body(), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request, exc):
+        return JSONResponse(APIError(500, f"internal error: {type(exc).__name__}: {exc}", "server_error").body(),
+                            status_code=500)
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(token.encode(), api_key.encode()):
+            raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
+                           "given to pacos serve --api-key", code="invalid_api_key")
+
+    def check_model(name: str) -> None:
+        if name != served_name:
+            raise APIError(404, f"The model '{name}' does not exist; this server serves '{served_name}'",
+                           param="model", code="model_not_found")
+
+    async def read_json(request: Request):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body_bytes:
+            raise _too_large(max_body_bytes)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                raise _too_large(max_body_bytes)
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise P.bad(f"the request body is not valid JSON: {e}") from None
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return resources.files("pacos.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": served_name, "engine": backend.engine, **backend.stats()}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        authorize(request)
+        return {"object": "list", "data": [P.model_card(served_name, created)]}
+
+    @app.get("/v1/models/{name:path}")
+    async def model(name: str, request: Request):
+        authorize(request)
+        check_model(name)
+        return P.model_card(served_name, created)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        authorize(request)
+        req = P.parse_chat_request(await read_json(request))
+        check_model(req.model)
+        try:
+            prompt = backend.encode_chat(Conversation(req.messages))
+        except PacosError as e:
+            raise P.bad(str(e), "messages") from None
+        gens = start(req, [prompt] * req.n, chat=True)
+        rid = P.new_id("chatcmpl")
+        if req.stream:
+            return _sse(stream_chat(rid, req, gens, len(prompt)))
+        texts, finishes = await collect(gens, request)
+        return P.chat_response(rid, served_name, texts, finishes, _usage(gens, len(prompt)))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        authorize(request)
+        req = P.parse_completion_request(await read_json(request))
+        check_model(req.model)
+        prompts = [p if isinstance(p, list) else backend.encode_text(p) for p in req.prompts]
+        # Choices are ordered prompt by prompt, n per prompt (OpenAI's order).
+        gens = start(req, [p for p in prompts for _ in range(req.n)], chat=False)
+        rid = P.new_id("cmpl")
+        if req.stream:
+            return _sse(stream_completion(rid, req, gens, sum(len(p) for p in prompts)))
+        texts, finishes = await collect(gens, request)
+        return P.completion_response(rid, served_name, texts, finishes,
+                                     _usage(gens, sum(len(p) for p in prompts)))
+
+    @app.post("/feedback")
+    async def post_feedback(request: Request):
+        """From the web page: a response it showed (stored once), optionally with a vote on it."""
+        authorize(request)
+        if feedback is None:
+            raise APIError(404, "feedback is off on this server (started with --no-feedback)", code="not_found")
+        body = await read_json(request)
+        item = _parse_feedback(body)
+        try:
+            await asyncio.to_thread(feedback.record, model=served_name, revision=backend.revision,
+                                    template=backend.template.name if backend.template else "", **item)
+        except PacosError as e:
+            raise P.bad(str(e)) from None
+        return {"ok": True, "response_id": item["response_id"]}
+
+    def start(req: P.GenerationRequest, prompts: list[list[int]], chat: bool) -> list[Generation]:
+        samplings = [_choice_sampling(req, backend, ids, i, chat) for i, ids in enumerate(prompts)]  # may 400
+        gens: list[Generation] = []
+        try:
+            for ids, sampling in zip(prompts, samplings):
+                gens.append(backend.start(ids, sampling, req.stop, chat))
+        except QueueFull as e:
+            for g in gens:
+                g.cancel()
+            raise APIError(503, f"The server is busy ({e}); retry after {RETRY_AFTER_SECONDS} s", "server_error",
+                           code="server_overloaded", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        except PacosError as e:
+            for g in gens:
+                g.cancel()
+            raise P.bad(str(e), "messages" if chat else "prompt") from None
+        return gens
+
+    async def stream_chat(rid, req, gens, prompt_tokens):
+        for i in range(len(gens)):
+            yield P.chat_chunk(rid, served_name, i, {"role": "assistant", "content": ""})
+        async for i, ev, last in _merged(gens):
+            if ev.finish_reason == "error":
+                yield _stream_error(ev)
+                return
+            # Usage rides on the last chunk, or comes alone after it when the client asked OpenAI's way.
+            yield P.chat_chunk(rid, served_name, i, {"content": ev.delta} if ev.delta else {}, ev.finish_reason,
+                               _usage(gens, prompt_tokens) if last and not req.include_usage else None)
+        if req.include_usage:
+            yield P.chat_chunk(rid, served_name, None, {}, use=_usage(gens, prompt_tokens))
+
+    async def stream_completion(rid, req, gens, prompt_tokens):
+        async for i, ev, last in _merged(gens):
+            if ev.finish_reason == "error":
+                yield _stream_error(ev)
+                return
+            yield P.completion_chunk(rid, served_name, i, ev.delta, ev.finish_reason,
+                                     _usage(gens, prompt_tokens) if last and not req.include_usage else None)
+        if req.include_usage:
+            yield P.completion_chunk(rid, served_name, None, "", use=_usage(gens, prompt_tokens))
+
+    app.state.backend, app.state.feedback = backend, feedback
+    return app
+
+
+def _choice_sampling(req: P.GenerationRequest, backend: Backend, prompt_ids, index: int, chat: bool):
+    """This choice's sampling: the budget for this prompt, and seed + index so n choices differ but repeat."""
+    from dataclasses import replace
+
+    budget = P.resolve_max_tokens(req, len(prompt_ids), backend.context_length, chat)
+    seed = None if req.sampling.seed is None else req.sampling.seed + index
+    return replace(req.sampling, max_new_tokens=budget, seed=seed)
+
+
+def _usage(gens: list[Generation], prompt_tokens: int) -> dict:
+    """Prompt tokens counted once per prompt (n choices of one prompt share it), completions summed."""
+    return P.usage(prompt_tokens, sum(g.completion_tokens for g in gens))
+
+
+async def _merged(gens: list[Generation]):
+    """(index, event, last) from every generation as they come (`last`: no other choice is still running);
+    cancels them all if the consumer stops."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i, gen):
+        async for ev in gen.events():
+            await queue.put((i, ev))
+
+    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(gens)]
+    try:
+        remaining = len(gens)
+        while remaining:
+            i, ev = await queue.get()
+            if ev.finish_reason is not None:
+                remaining -= 1
+            yield i, ev, remaining == 0
+    finally:
+        for t in tasks:
+            t.cancel()
+        for g in gens:
+            g.cancel()
+
+
+async def collect(gens: list[Generation], request: Request) -> tuple[list[str], list[str]]:
+    """Whole texts of every generation; a client that disconnects while waiting cancels them."""
+    texts, finishes = [""] * len(gens), [""] * len(gens)
+
+    async def drain():
+        async for i, ev, _ in _merged(gens):
+            if ev.finish_reason == "error":
+                raise APIError(500, ev.error or "generation failed", "server_error")
+            texts[i] += ev.delta
+            if ev.finish_reason:
+                finishes[i] = ev.finish_reason
+
+    task = asyncio.create_task(drain())
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=0.5)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                raise asyncio.CancelledError
+        task.result()
+    finally:
+        task.cancel()
+        for g in gens:
+            g.cancel()
+    return texts, finishes
+
+
+def _sse(chunks) -> StreamingResponse:
+    async def body():
+        async for chunk in chunks:
+            yield "data: " + (chunk if isinstance(chunk, str) else json.dumps(chunk, ensure_ascii=False)) + "\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _stream_error(ev) -> str:
+    return json.dumps(APIError(500, ev.error or "generation failed", "server_error").body())
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"The request body is larger than {limit} bytes", code="request_too_large")
+
+
+def _parse_feedback(body) -> dict:
+    if not isinstance(body, dict):
+        raise P.bad("the feedback body must be a JSON object")
+    rid, response, context = body.get("response_id"), body.get("response"), body.get("context")
+    if not isinstance(rid, str) or not rid or len(rid) > 200:
+        raise P.bad("'response_id' is required: a string id the page gave the response", "response_id")
+    if not isinstance(response, str):
+        raise P.bad("'response' is required: the response text", "response")
+    if not isinstance(context, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and
+                                                isinstance(m.get("content"), str) for m in context):
+        raise P.bad("'context' is required: the conversation up to the response, as [{role, content}]", "context")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise P.bad("'params' must be an object", "params")
+    vote, regen, conv = body.get("vote"), body.get("regenerated_from"), body.get("conversation_id")
+    for name, value in (("vote", vote), ("regenerated_from", regen), ("conversation_id", conv)):
+        if value is not None and not isinstance(value, str):
+            raise P.bad(f"'{name}' must be a string", name)
+    return {"response_id": rid, "response": response, "params": params, "vote": vote, "regenerated_from": regen,
+            "conversation_id": conv,
+            "context": [{"role": m["role"], "content": m["content"]} for m in context]}
