@@ -67,7 +67,7 @@ def encode_segments(segments: list[Segment], tokenizer, max_len: int | None = 51
 def _tokenize_segments(segments: list[Segment], tokenizer) -> list[tuple[list[int], bool]]:
     pieces = []
     for i, seg in enumerate(segments):
-        ids = tokenizer(seg.text, add_special_tokens=False)["input_ids"] if seg.text else []
+        ids = tokenizer(seg.text, add_special_tokens=False, verbose=False)["input_ids"] if seg.text else []
         if i == 0 and not (tokenizer.bos_token and seg.text.startswith(tokenizer.bos_token)):
             ids = leading_special_ids(tokenizer) + ids
         if seg.eos:

@@ -1,0 +1,77 @@
+"""FeedbackStore: durable rows, vote states, and the SFT / DPO exports and stats built from them."""
+
+import json
+import sqlite3
+
+import pytest
+
+from pacos.errors import PacosError
+from pacos.serve.feedback import FeedbackStore, dpo_pairs, feedback_stats, sft_records
+
+from ..conftest import run_pacos
+
+CTX = [{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"}]
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = FeedbackStore(tmp_path / "sub" / "fb.sqlite3")
+    meta = dict(model="tiny", revision="abc", template="chatml", params={"temperature": 0.7}, conversation_id="c1")
+    s.record(response_id="r1", context=CTX, response="5", **meta)
+    s.record(response_id="r2", context=CTX, response="4", regenerated_from="r1", vote="up", **meta)
+    s.record(response_id="r3", context=CTX + [{"role": "assistant", "content": "4"}, {"role": "user", "content": "3+3?"}],
+             response="6", vote="up", **meta)
+    s.record(response_id="r4", context=[{"role": "user", "content": "hi"}], response="rude", vote="down",
+             conversation_id="c2")
+    s.record(response_id="r5", context=[{"role": "user", "content": "hi"}], response="hello", vote="up",
+             conversation_id="c2")
+    s.vote("r5", "flag")  # flagged: never chosen, even upvoted
+    return s
+
+
+def test_rows_are_durable_with_everything_the_vote_needs(store):
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    row = db.execute("SELECT context, response, model, revision, template, params, created_at FROM responses "
+                     "WHERE id='r2'").fetchone()
+    assert json.loads(row[0]) == CTX and row[1:5] == ("4", "tiny", "abc", "chatml")
+    assert json.loads(row[5]) == {"temperature": 0.7} and row[6] > 0
+    assert db.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 5
+    store.record(response_id="r2", context=CTX, response="changed?", vote="down")  # the response row is kept once
+    states = {r["id"]: r for r in store.responses()}
+    assert states["r2"]["response"] == "4" and states["r2"]["rating"] == "down"
+    assert store.vote("r2", "clear") and store.responses()[1]["rating"] is None
+    assert not store.vote("missing", "up")
+    with pytest.raises(PacosError, match="unknown vote"):
+        store.vote("r2", "meh")
+
+
+def test_exports_and_stats(store):
+    responses = store.responses()
+    sft = sft_records(responses)
+    assert [r["messages"][-1]["content"] for r in sft] == ["4", "6"]
+    assert sft[0]["messages"][:2] == CTX and sft[0]["messages"][-1]["role"] == "assistant"
+    pairs = dpo_pairs(responses)
+    # r2 (up) beats the answer it replaced (r1); r5 is flagged so "hello" vs "rude" makes no pair
+    assert pairs == [{"prompt": CTX, "chosen": [{"role": "assistant", "content": "4"}],
+                      "rejected": [{"role": "assistant", "content": "5"}]}]
+    stats = feedback_stats(responses, store.vote_count())
+    assert stats | {"models": None} == {"responses": 5, "conversations": 2, "votes": 5, "upvoted": 3, "downvoted": 1,
+                                        "flagged": 1, "regenerated": 1, "sft_records": 2, "dpo_pairs": 1, "models": None}
+
+
+def test_feedback_commands(store, tmp_path):
+    out = tmp_path / "dpo.jsonl"
+    r = run_pacos("feedback", "export", store.path, "--format", "dpo", "--out", out, check=True)
+    assert "1 preference pairs" in r.stdout and json.loads(out.read_text())["chosen"][0]["content"] == "4"
+    run_pacos("feedback", "export", store.path, "--format", "sft", "--out", tmp_path / "sft.jsonl", check=True)
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 2
+    run_pacos("feedback", "export", store.path, "--format", "sft", "--sft-style", "alpaca",
+              "--out", tmp_path / "sft.json", check=True)
+    [alpaca] = json.loads((tmp_path / "sft.json").read_text())  # the two-turn chat has no Alpaca form
+    assert alpaca["instruction"] == "2+2?" and alpaca["output"] == "4" and alpaca["system"] == "S"
+    stats = run_pacos("feedback", "stats", store.path, "--json", check=True)
+    assert json.loads(stats.stdout)["dpo_pairs"] == 1
+    missing = run_pacos("feedback", "stats", tmp_path / "nope.sqlite3")
+    assert missing.returncode != 0 and "no such feedback database" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
