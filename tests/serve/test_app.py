@@ -40,7 +40,7 @@ class StandIn(Backend):
     def encode_text(self, text):
         return [1] * len(text)
 
-    def start(self, prompt_ids, sampling, stops, chat):
+    def start(self, prompt_ids, sampling, stops, chat, ignore_eos=False):
         if self.full:
             raise QueueFull("3 requests are already waiting")
         self.started.append(sampling)

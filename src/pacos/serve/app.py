@@ -150,7 +150,7 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         gens: list[Generation] = []
         try:
             for ids, sampling in zip(prompts, samplings):
-                gens.append(backend.start(ids, sampling, req.stop, chat))
+                gens.append(backend.start(ids, sampling, req.stop, chat, ignore_eos=req.ignore_eos))
         except QueueFull as e:
             for g in gens:
                 g.cancel()

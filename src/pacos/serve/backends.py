@@ -65,7 +65,9 @@ class Backend:
     def chat_stops(self) -> tuple[str, ...]:
         return tuple(self.template.stop_strings)
 
-    def start(self, prompt_ids: list[int], sampling: SamplingParams, stops: list[str], chat: bool) -> Generation:
+    def start(self, prompt_ids: list[int], sampling: SamplingParams, stops: list[str], chat: bool,
+              ignore_eos: bool = False) -> Generation:
+        """Queue a generation; `chat` adds the template's stops and strips the answer's leading whitespace."""
         raise NotImplementedError
 
     def stats(self) -> dict:
@@ -96,8 +98,8 @@ class TransformersBackend(Backend):
         self.scheduler = BatchScheduler(self.batch)
         self.scheduler.start()
 
-    def start(self, prompt_ids, sampling, stops, chat) -> Generation:
-        return _EngineGeneration(self, prompt_ids, sampling, stops, chat)
+    def start(self, prompt_ids, sampling, stops, chat, ignore_eos=False) -> Generation:
+        return _EngineGeneration(self, prompt_ids, sampling, stops, chat, ignore_eos)
 
     def stats(self) -> dict:
         return {"running": len(self.batch.running), "waiting": len(self.batch.waiting),
@@ -109,15 +111,16 @@ class TransformersBackend(Backend):
 
 
 class _EngineGeneration(Generation):
-    def __init__(self, backend: TransformersBackend, prompt_ids, sampling, stops, chat):
+    def __init__(self, backend: TransformersBackend, prompt_ids, sampling, stops, chat, ignore_eos):
         from pacos.infer.batching import Sequence
 
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.prompt_tokens = len(prompt_ids)
         all_stops = tuple(stops) + (backend.chat_stops() if chat else ())
-        self.seq = Sequence(list(prompt_ids), sampling, self._on_event, stops=all_stops,
-                            eos_ids=backend.chat_eos_ids if chat else backend.eos_ids, strip_leading=chat)
+        eos_ids = frozenset() if ignore_eos else backend.chat_eos_ids if chat else backend.eos_ids
+        self.seq = Sequence(list(prompt_ids), sampling, self._on_event, stops=all_stops, eos_ids=eos_ids,
+                            strip_leading=chat)
         self.scheduler = backend.scheduler
         self.scheduler.submit(self.seq)  # raises QueueFull
 
@@ -173,14 +176,15 @@ class VLLMBackend(Backend):
         self.context_length = getattr(getattr(self.llm, "model_config", None), "max_model_len", None)
         self.max_in_flight, self.in_flight = max_batch + max_waiting, 0
 
-    def start(self, prompt_ids, sampling, stops, chat) -> Generation:
+    def start(self, prompt_ids, sampling, stops, chat, ignore_eos=False) -> Generation:
         if self.in_flight >= self.max_in_flight:
             raise QueueFull(f"{self.in_flight} requests in flight")
-        return _VLLMGeneration(self, prompt_ids, sampling, list(stops) + (list(self.chat_stops()) if chat else []))
+        stops = list(stops) + (list(self.chat_stops()) if chat else [])
+        return _VLLMGeneration(self, prompt_ids, sampling, stops, ignore_eos)
 
 
 class _VLLMGeneration(Generation):
-    def __init__(self, backend: VLLMBackend, prompt_ids, sampling: SamplingParams, stops):
+    def __init__(self, backend: VLLMBackend, prompt_ids, sampling: SamplingParams, stops, ignore_eos):
         from vllm import SamplingParams as VSampling
 
         self.backend, self.prompt_ids, self.prompt_tokens = backend, list(prompt_ids), len(prompt_ids)
@@ -189,7 +193,7 @@ class _VLLMGeneration(Generation):
                                 top_k=sampling.top_k or -1, repetition_penalty=sampling.repetition_penalty,
                                 presence_penalty=sampling.presence_penalty,
                                 frequency_penalty=sampling.frequency_penalty, seed=sampling.seed,
-                                max_tokens=sampling.max_new_tokens, stop=stops or None)
+                                max_tokens=sampling.max_new_tokens, stop=stops or None, ignore_eos=ignore_eos)
         backend.in_flight += 1
 
     async def events(self):

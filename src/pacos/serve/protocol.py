@@ -58,6 +58,7 @@ class GenerationRequest:
     n: int = 1
     stream: bool = False
     include_usage: bool = False
+    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
     messages: list[Message] | None = None  # chat
     prompts: list = field(default_factory=list)  # completions: strings or token-id lists
 
@@ -117,9 +118,12 @@ def _parse_common(body) -> GenerationRequest:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise bad("'stream_options' must be an object", "stream_options")
+    ignore_eos = body.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise bad("'ignore_eos' must be true or false", "ignore_eos")
     return GenerationRequest(model=model, sampling=sampling, max_tokens=max_tokens, stop=_parse_stop(body.get("stop")),
                              n=_integer(body, "n", 1, 1, MAX_N), stream=bool(stream),
-                             include_usage=bool(options.get("include_usage")))
+                             include_usage=bool(options.get("include_usage")), ignore_eos=ignore_eos)
 
 
 def _parse_messages(messages) -> list[Message]:
