@@ -60,9 +60,9 @@ def _serve(args) -> int:
     from pacos.serve.backends import load_backend
     from pacos.serve.feedback import FeedbackStore, default_feedback_path
 
-    feedback = None if args.no_feedback else FeedbackStore(args.feedback_db or default_feedback_path())
     name = args.served_name or served_name_for(args.model)
     backend = load_backend(args.backend, args.model, args.template, args.max_batch, args.max_queue)
+    feedback = None if args.no_feedback else FeedbackStore(args.feedback_db or default_feedback_path())
     app = create_app(backend, name, api_key=args.api_key, feedback=feedback)
     print(f"pacos serve: model '{name}' ({backend.engine}, template {backend.template.name}) on "
           f"http://{args.host}:{args.port}  (web chat at /, OpenAI API at /v1)", file=sys.stderr)
