@@ -104,7 +104,7 @@ def machine() -> str:
     return f"{os.cpu_count()}-core CPU, {name}, Python {platform.python_version()}"
 
 
-def record(text: str, args) -> None:
+def record(text: str, args, load: float) -> None:
     import torch
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
@@ -112,7 +112,8 @@ def record(text: str, args) -> None:
                f"· commit {commit}\n\n`small` preset on CPU, `pacos serve` (transformers backend, continuous batching, "
                f"--max-batch {args.max_batch}); each client sends {args.requests} streaming chat requests one after "
                f"another, max_tokens {args.max_tokens} (ignore_eos, so every request generates them all), temperature 0.8. Tokens/s is aggregate output tokens over "
-               f"wall time; latency is per request.\n\n{text}\n")
+               f"wall time; latency is per request. 1-minute load average when the run began: {load:.1f} (the machine "
+               f"is shared; other jobs make absolute figures vary, the batching ratio less so).\n\n{text}\n")
     path = REPO / "docs" / "benchmarks.md"
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     if SECTION in doc:
@@ -136,6 +137,7 @@ def main() -> None:
     args = p.parse_args()
     from pacos.models.presets import init_model
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "small"
         init_model("small", model, seed=0)
@@ -153,7 +155,7 @@ def main() -> None:
     text = table(rows)
     print(text)
     if args.record:
-        record(text, args)
+        record(text, args, load)
 
 
 if __name__ == "__main__":
