@@ -86,8 +86,9 @@ def start_server(model: Path, port: int, max_batch: int) -> subprocess.Popen:
 
 def table(rows: list[dict]) -> str:
     base = rows[0]["tokens_per_s"]
-    lines = ["| clients | requests | output tokens | seconds | tokens/s | vs 1 client | latency p50 / p95 (s) "
-             "| first token p50 / p95 (s) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    header = ("| clients | requests | output tokens | seconds | tokens/s | vs 1 client | latency p50 / p95 (s) "
+              "| first token p50 / p95 (s) |")
+    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['clients']} | {r['requests']} | {r['tokens']} | {r['seconds']:.1f} | "
                      f"{r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base:.1f}x | {r['p50']:.2f} / {r['p95']:.2f} "
@@ -97,7 +98,7 @@ def table(rows: list[dict]) -> str:
 
 def machine() -> str:
     try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         name = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         name = platform.processor() or "unknown CPU"
@@ -107,7 +108,7 @@ def machine() -> str:
 def record(text: str, args, load: float) -> None:
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False).stdout.strip()
     section = (f"{SECTION}\n\nCommand: `python bench/serve.py --record` · machine: {machine()}, torch {torch.__version__} "
                f"· commit {commit}\n\n`small` preset on CPU, `pacos serve` (transformers backend, continuous batching, "
                f"--max-batch {args.max_batch}); each client sends {args.requests} streaming chat requests one after "

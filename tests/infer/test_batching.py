@@ -76,7 +76,7 @@ def test_stop_strings_eos_and_events(gen):
 
 def test_queue_bound_and_context_check(gen):
     engine = BatchEngine(gen.model, gen.tokenizer, max_batch=1, max_waiting=2)
-    make = lambda: Sequence([1, 5, 6], SamplingParams(max_new_tokens=2), lambda d, f: None)  # noqa: E731
+    make = lambda: Sequence([1, 5, 6], SamplingParams(max_new_tokens=2), lambda d, f: None)
     engine.submit(make())
     engine.submit(make())
     with pytest.raises(QueueFull):

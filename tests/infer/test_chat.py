@@ -16,7 +16,7 @@ from pacos.infer.generate import Generator, SamplingParams
 
 def test_fit_history_drops_oldest_turn_pairs_and_keeps_the_system_prompt():
     msgs = [Message("system", "S")] + [Message("user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(5)]
-    length = lambda ms: sum(len(m.content) for m in ms)  # noqa: E731  (S=1, m0..m4=2 each)
+    length = lambda ms: sum(len(m.content) for m in ms)
     kept, dropped = fit_history(msgs, length, 7)
     assert [m.content for m in kept] == ["S", "m2", "m3", "m4"] and dropped == 1
     kept, dropped = fit_history(msgs, length, 3)
@@ -59,7 +59,7 @@ def test_session_trims_to_the_context_and_streams(session_parts, tmp_path):
 
 def test_regenerate_replaces_the_last_answer(session_parts):
     session = ChatSession(*session_parts, SamplingParams(max_new_tokens=6, temperature=1.0, seed=1))
-    first, _ = session.reply("hi", lambda d: None)
+    session.reply("hi", lambda d: None)
     session.params.seed = 2
     second, _ = session.regenerate(lambda d: None)
     assert len(session.turns) == 2 and session.turns[-1].content == second

@@ -3,7 +3,12 @@
 import torch
 
 from pacos.infer.generate import SamplingParams
-from pacos.infer.sampling import apply_penalties, filter_top_k_top_p, next_tokens, sample_row
+from pacos.infer.sampling import (
+    apply_penalties,
+    filter_top_k_top_p,
+    next_tokens,
+    sample_row,
+)
 
 
 class Row:
@@ -14,7 +19,7 @@ class Row:
 
 def test_top_k_and_top_p_keep_the_right_tokens():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    kept = lambda x: torch.isfinite(x).nonzero().flatten().tolist()  # noqa: E731
+    kept = lambda x: torch.isfinite(x).nonzero().flatten().tolist()
     assert kept(filter_top_k_top_p(logits, 2, 1.0)) == [0, 1]
     assert kept(filter_top_k_top_p(logits, 0, 0.5)) == [0]  # 0.5 alone covers top_p
     assert kept(filter_top_k_top_p(logits, 0, 0.7)) == [0, 1]

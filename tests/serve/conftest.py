@@ -36,10 +36,10 @@ def free_port() -> int:
 def start_server(model_dir, tmp: Path, *args: str) -> LiveServer:
     port = free_port()
     db = tmp / "feedback.sqlite3"
-    log = open(tmp / "server.log", "w")
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", "serve", str(model_dir), "--port", str(port),
-                             "--feedback-db", str(db), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(tmp / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", "serve", str(model_dir), "--port", str(port),
+                                 "--feedback-db", str(db), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:

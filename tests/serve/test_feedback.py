@@ -16,7 +16,7 @@ CTX = [{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"}]
 @pytest.fixture()
 def store(tmp_path):
     s = FeedbackStore(tmp_path / "sub" / "fb.sqlite3")
-    meta = dict(model="tiny", revision="abc", template="chatml", params={"temperature": 0.7}, conversation_id="c1")
+    meta = {"model": "tiny", "revision": "abc", "template": "chatml", "params": {"temperature": 0.7}, "conversation_id": "c1"}
     s.record(response_id="r1", context=CTX, response="5", **meta)
     s.record(response_id="r2", context=CTX, response="4", regenerated_from="r1", vote="up", **meta)
     s.record(response_id="r3", context=CTX + [{"role": "assistant", "content": "4"}, {"role": "user", "content": "3+3?"}],

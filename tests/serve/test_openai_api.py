@@ -56,7 +56,7 @@ def test_completions_plain_streamed_and_batched(client):
 
 
 def test_n_choices_and_seed(client):
-    kw = dict(model=MODEL, messages=HELLO, max_tokens=10, temperature=1.0, seed=11, n=3)
+    kw = {"model": MODEL, "messages": HELLO, "max_tokens": 10, "temperature": 1.0, "seed": 11, "n": 3}
     a = client.chat.completions.create(**kw)
     assert [c.index for c in a.choices] == [0, 1, 2]
     assert len({c.message.content for c in a.choices}) > 1  # seed + index: the choices differ ...
@@ -97,18 +97,18 @@ def _error(call, status: int):
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    (dict(messages=[]), "messages"),
-    (dict(messages=[{"role": "wizard", "content": "hi"}]), "messages[0].role"),
-    (dict(messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]), "messages[1]"),
-    (dict(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]), "messages"),
-    (dict(messages=HELLO, temperature=5), "temperature"),
-    (dict(messages=HELLO, top_p=0), "top_p"),
-    (dict(messages=HELLO, max_tokens=0), "max_tokens"),
-    (dict(messages=HELLO, n=0), "n"),
-    (dict(messages=HELLO, stop=["a", "b", "c", "d", "e"]), "stop"),
-    (dict(messages=HELLO, presence_penalty=3), "presence_penalty"),
-    (dict(messages=HELLO, logprobs=True), "logprobs"),
-    (dict(messages=HELLO, extra_body={"seed": "x"}), "seed"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "messages[1]"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}, "messages"),
+    ({"messages": HELLO, "temperature": 5}, "temperature"),
+    ({"messages": HELLO, "top_p": 0}, "top_p"),
+    ({"messages": HELLO, "max_tokens": 0}, "max_tokens"),
+    ({"messages": HELLO, "n": 0}, "n"),
+    ({"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": HELLO, "presence_penalty": 3}, "presence_penalty"),
+    ({"messages": HELLO, "logprobs": True}, "logprobs"),
+    ({"messages": HELLO, "extra_body": {"seed": "x"}}, "seed"),
 ])
 def test_invalid_chat_fields_are_400(client, kwargs, param):
     body = _error(lambda: client.chat.completions.create(model=MODEL, **kwargs), 400)
@@ -118,6 +118,8 @@ def test_invalid_chat_fields_are_400(client, kwargs, param):
 def test_context_overflow_says_by_how_much(client):
     body = _error(lambda: client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1020), 400)
     assert body["code"] == "context_length_exceeded" and "1024" in body["message"] and "over the limit" in body["message"]
+    ids = _error(lambda: client.completions.create(model=MODEL, prompt=[1, 10**6]), 400)
+    assert ids["param"] == "prompt" and "vocabulary" in ids["message"]
     over = _error(lambda: client.completions.create(model=MODEL, prompt="x" * 1100), 400)
     assert over["code"] == "context_length_exceeded" and over["param"] == "prompt"
 
@@ -134,7 +136,7 @@ def test_auth(server):
     for key in ("wrong", ""):
         bad = OpenAI(base_url=server.url + "/v1", api_key=key or "x", max_retries=0,
                      default_headers={} if key else {"Authorization": ""})
-        body = _error(lambda: bad.models.list(), 401)
+        body = _error(bad.models.list, 401)
         assert body["code"] == "invalid_api_key"
     r = httpx.post(server.url + "/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
     assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
@@ -158,14 +160,20 @@ def test_unknown_route_and_method_are_openai_shaped(server):
     assert httpx.get(server.url + "/v1/chat/completions", headers=headers).status_code == 405
 
 
-def test_client_disconnect_cancels_generation(server):
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_disconnect_cancels_generation(server, stream):
     before = server.health()["cancelled"]
-    body = {"model": MODEL, "prompt": "Tell me a long story", "max_tokens": 900, "stream": True, "temperature": 0}
-    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60,
-                      headers={"Authorization": f"Bearer {server.api_key}"}) as r:
-        lines = r.iter_lines()
-        for _ in range(6):
-            next(lines)
+    body = {"model": MODEL, "prompt": "Tell me a long story", "max_tokens": 900, "stream": stream,
+            "temperature": 0, "ignore_eos": True}
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    if stream:
+        with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60, headers=headers) as r:
+            lines = r.iter_lines()
+            for _ in range(6):
+                next(lines)
+    else:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+            httpx.post(server.url + "/v1/completions", json=body, headers=headers, timeout=1.5)
     deadline = time.time() + 15
     while time.time() < deadline and server.health()["cancelled"] == before:
         time.sleep(0.1)

@@ -2,7 +2,12 @@
 
 import pytest
 
-from pacos.serve.protocol import (APIError, parse_chat_request, parse_completion_request, resolve_max_tokens)
+from pacos.serve.protocol import (
+    APIError,
+    parse_chat_request,
+    parse_completion_request,
+    resolve_max_tokens,
+)
 
 MSGS = [{"role": "developer", "content": "be kind"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 

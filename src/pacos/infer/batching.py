@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 from pacos.errors import PacosError
 from pacos.infer.generate import SamplingParams
@@ -160,7 +160,7 @@ class BatchEngine:
                 admitted = self._admit()
                 if admitted:
                     self._prefill(admitted)
-            except Exception as e:  # a failed forward pass fails its requests, not the server
+            except Exception as e:  # noqa: BLE001  (a failed forward pass fails its requests, not the server)
                 for seq in self.running + list(self.waiting):
                     self._finish(seq, "error", f"generation failed: {type(e).__name__}: {e}")
                 self.running, self.cache, self.mask = [], None, None

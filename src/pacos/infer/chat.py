@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Callable
 
 from pacos.data.records import Conversation, Message
 from pacos.errors import PacosError
@@ -65,7 +65,7 @@ class ChatSession:
         """Prompt ids for the next reply, with old turns trimmed to fit; and how many turns were dropped."""
         from pacos.train.tokenize import encode_prompt
 
-        encode = lambda msgs: encode_prompt(Conversation(msgs), self.tokenizer, self.template)  # noqa: E731
+        encode = lambda msgs: encode_prompt(Conversation(msgs), self.tokenizer, self.template)
         context = self.engine.context or 10**9
         kept, dropped = fit_history(self.messages, lambda msgs: len(encode(msgs)),
                                     context - self.params.max_new_tokens)
@@ -147,7 +147,7 @@ class ChatSession:
 
 def run_repl(session: ChatSession, read: Callable[[str], str] = input, out=sys.stdout) -> None:
     """Read lines, answer them, handle /commands, until /exit or end of input."""
-    write = lambda text: (out.write(text), out.flush())  # noqa: E731
+    write = lambda text: (out.write(text), out.flush())
     write("pacos chat: type a message, /help for commands, /exit to leave\n")
     while True:
         try:
@@ -184,7 +184,7 @@ def run_repl(session: ChatSession, read: Callable[[str], str] = input, out=sys.s
             elif command.startswith("/") and " " not in command and len(command) > 1:
                 write(f"unknown command {command}; /help lists them\n")
             else:
-                _stream(write, lambda d: session.reply(line, d))
+                _stream(write, lambda d, text=line: session.reply(text, d))
         except PacosError as e:
             write(f"error: {e}\n")
 

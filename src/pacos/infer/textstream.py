@@ -18,7 +18,7 @@ class IncrementalDecoder:
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=self.skip)  # noqa: E731
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=self.skip)
         prefix = decode(self.ids[self.prefix_offset:self.read_offset])
         text = decode(self.ids[self.prefix_offset:])
         if len(text) > len(prefix) and not text.endswith("\ufffd"):

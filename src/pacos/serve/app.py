@@ -121,6 +121,9 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         req = P.parse_completion_request(await read_json(request))
         check_model(req.model)
         prompts = [p if isinstance(p, list) else backend.encode_text(p) for p in req.prompts]
+        vocab = len(backend.tokenizer) if backend.tokenizer is not None else None
+        if vocab and any(not 0 <= t < vocab for p in prompts for t in p):
+            raise P.bad(f"'prompt' holds a token id outside this model's vocabulary (0..{vocab - 1})", "prompt")
         # Choices are ordered prompt by prompt, n per prompt (OpenAI's order).
         gens = start(req, [p for p in prompts for _ in range(req.n)], chat=False)
         rid = P.new_id("cmpl")

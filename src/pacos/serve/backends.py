@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
 
 from pacos.data.records import Conversation
 from pacos.errors import PacosError
-from pacos.infer.batching import QueueFull  # noqa: F401  (re-exported for the app)
+from pacos.infer.batching import QueueFull
 from pacos.infer.generate import SamplingParams
 
 BACKENDS = ("transformers", "vllm")

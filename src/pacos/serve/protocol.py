@@ -72,9 +72,7 @@ def parse_chat_request(body) -> GenerationRequest:
 def parse_completion_request(body) -> GenerationRequest:
     req = _parse_common(body)
     prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        req.prompts = [prompt]
-    elif _is_token_list(prompt):
+    if isinstance(prompt, str) or _is_token_list(prompt):
         req.prompts = [prompt]
     elif isinstance(prompt, list) and prompt and all(isinstance(p, str) or _is_token_list(p) for p in prompt):
         req.prompts = list(prompt)
