@@ -1,9 +1,9 @@
 """Procedurally generated instruction tasks with exactly checkable answers (`pacos data synth`, `pacos demo`).
 
-Each task draws a short random subject (a made-up lowercase word, a few words, one or two 1-2 digit numbers,
-or a list of 3-5 numbers), computes its answer, and phrases the request one of several ways: with the
-subject in `input` ("Reverse the following word." + "plonk") or inline with an empty `input`
-("Reverse the word 'plonk'."). Subjects and answers are kept short because `pacos demo` trains a tiny
+Each task draws a short random subject (a made-up 5-letter word, three 4-letter words, two 2-digit
+numbers, or a list of three 2-digit numbers), computes its answer, and phrases the request one of several
+ways: with the subject in `input` ("Reverse this word." + "plonk") or inline with an empty `input`
+("Reverse the word: plonk"). Subjects and answers are kept short because `pacos demo` trains a tiny
 character-level model on these in minutes. No answer can be had by copying the input: subjects where the
 answer would equal the subject (a palindrome to reverse, a sorted list to sort) are never drawn.
 
@@ -22,7 +22,13 @@ from pacos.errors import DataError
 
 VOWELS = "aeiou"
 CONSONANTS = "bcdfghjklmnpqrstvwxyz"
-MAX_NUMBER = 99  # numbers are 1-2 digits: long carries are hard for a tiny model to learn in minutes
+# Every subject of a task has the same length: a tiny model then finds each answer character at a fixed
+# distance back, which it learns in ~1000 steps. With 3-7 letter words it must learn content-based
+# copying instead, and measured 5% exact match on uppercase after 2000 steps versus 100% with 5 letters.
+WORD_LEN = 5  # letters in the word of a one-word task
+PHRASE_WORDS, PHRASE_WORD_LEN = 3, 4  # words, and letters per word, in a several-word task
+LIST_LEN = 3  # numbers in a list
+LOW, HIGH = 10, 99  # numbers always have two digits
 MAX_TRIES = 1000  # draws per record before `exclude` is judged to have used up a task's subjects
 
 
@@ -38,21 +44,13 @@ class Task:
     phrasings: tuple[tuple[str, str], ...]
 
 
-def _word(rng: random.Random, low: int = 3, high: int = 7) -> str:
+def _word(rng: random.Random, length: int = WORD_LEN) -> str:
     """A made-up lowercase word; about a third vowels so words vary but stay word-like."""
-    return "".join(rng.choice(VOWELS if rng.random() < 0.35 else CONSONANTS) for _ in range(rng.randint(low, high)))
+    return "".join(rng.choice(VOWELS if rng.random() < 0.35 else CONSONANTS) for _ in range(length))
 
 
-def _words(rng: random.Random) -> list[str]:
-    return [_word(rng, 2, 5) for _ in range(rng.randint(3, 5))]
-
-
-def _numbers(rng: random.Random) -> list[int]:
-    """3-5 distinct numbers, never already in ascending order (so sorting always changes the list)."""
-    while True:
-        nums = rng.sample(range(MAX_NUMBER + 1), rng.randint(3, 5))
-        if nums != sorted(nums):
-            return nums
+def _phrase(rng: random.Random) -> list[str]:
+    return [_word(rng, PHRASE_WORD_LEN) for _ in range(PHRASE_WORDS)]
 
 
 def _join(nums: list[int]) -> str:
@@ -61,7 +59,7 @@ def _join(nums: list[int]) -> str:
 
 def _draw_reverse(rng: random.Random) -> tuple[dict[str, str], str]:
     while True:
-        word = _word(rng, 3, 6)
+        word = _word(rng)
         if word != word[::-1]:
             return {"x": word}, word[::-1]
 
@@ -73,7 +71,7 @@ def _draw_uppercase(rng: random.Random) -> tuple[dict[str, str], str]:
 
 def _draw_sort_letters(rng: random.Random) -> tuple[dict[str, str], str]:
     while True:
-        word = _word(rng, 3, 6)
+        word = _word(rng)
         answer = "".join(sorted(word))
         if answer != word:
             return {"x": word}, answer
@@ -81,43 +79,45 @@ def _draw_sort_letters(rng: random.Random) -> tuple[dict[str, str], str]:
 
 def _draw_remove_vowels(rng: random.Random) -> tuple[dict[str, str], str]:
     while True:
-        word = _word(rng, 4, 7)
+        word = _word(rng)
         answer = "".join(c for c in word if c not in VOWELS)
         if answer and answer != word:  # at least one vowel to remove and one consonant left
             return {"x": word}, answer
 
 
 def _draw_first_letters(rng: random.Random) -> tuple[dict[str, str], str]:
-    words = _words(rng)
+    words = _phrase(rng)
     return {"x": " ".join(words)}, "".join(w[0] for w in words)
 
 
 def _draw_last_letters(rng: random.Random) -> tuple[dict[str, str], str]:
-    words = _words(rng)
+    words = _phrase(rng)
     return {"x": " ".join(words)}, "".join(w[-1] for w in words)
 
 
 def _draw_sort_numbers(rng: random.Random) -> tuple[dict[str, str], str]:
-    nums = _numbers(rng)
-    return {"x": _join(nums)}, _join(sorted(nums))
+    while True:
+        nums = rng.sample(range(LOW, HIGH + 1), LIST_LEN)
+        if nums != sorted(nums):  # an already sorted list would be its own answer
+            return {"x": _join(nums)}, _join(sorted(nums))
 
 
 def _draw_max_number(rng: random.Random) -> tuple[dict[str, str], str]:
     # The maximum is drawn first, uniformly, so answers spread over the range instead of piling up near 99.
-    top = rng.randint(10, MAX_NUMBER)
-    nums = rng.sample(range(top), rng.randint(2, 4)) + [top]
+    top = rng.randint(LOW + LIST_LEN - 1, HIGH)
+    nums = rng.sample(range(LOW, top), LIST_LEN - 1) + [top]
     rng.shuffle(nums)
     return {"x": _join(nums)}, str(top)
 
 
 def _draw_add(rng: random.Random) -> tuple[dict[str, str], str]:
-    a, b = rng.randint(0, MAX_NUMBER), rng.randint(1, MAX_NUMBER)
+    a, b = rng.randint(LOW, HIGH), rng.randint(LOW, HIGH)
     return {"a": str(a), "b": str(b)}, str(a + b)
 
 
 def _draw_subtract(rng: random.Random) -> tuple[dict[str, str], str]:
-    a = rng.randint(2, MAX_NUMBER)
-    b = rng.randint(1, a - 1)  # answer is positive: no signs for the model to learn
+    a = rng.randint(LOW + 1, HIGH)
+    b = rng.randint(LOW, a - 1)  # answer is positive: no signs for the model to learn
     return {"a": str(a), "b": str(b)}, str(a - b)
 
 
