@@ -8,8 +8,8 @@ def register(sub) -> None:
     model.set_defaults(_parser=model)
     cmds = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
     p = cmds.add_parser("init", help="build a LLaMA-architecture model with random weights and a local tokenizer")
-    p.add_argument("--preset", choices=("tiny", "small", "base-100m"), default="tiny",
-                   help="tiny ~2M params (tests), small ~26M, base-100m ~100M (benchmarks)")
+    p.add_argument("--preset", choices=("nano", "tiny", "small", "base-100m"), default="tiny",
+                   help="nano ~0.5M params (demo), tiny ~2M (tests), small ~26M, base-100m ~100M (benchmarks)")
     p.add_argument("--out", required=True, help="directory to save the model to (Hugging Face layout)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_init)

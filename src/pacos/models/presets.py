@@ -17,8 +17,11 @@ class Preset:
     max_position_embeddings: int
 
 
-# Sizes from the issue: tiny ~1-5M (tests, demo), small ~20-40M, base-100m ~100M (benchmarks).
+# Sizes from the issue: tiny ~1-5M (tests), small ~20-40M, base-100m ~100M (benchmarks). nano (~0.5M, two
+# layers) is the demo's: on 2 CPU cores it learns the synthetic tasks in minutes, where wider/deeper models
+# took more wall time per task learnt (measured, see docs/demo.md).
 PRESETS = {
+    "nano": Preset(128, 2, 4, 341, 512),
     "tiny": Preset(192, 4, 4, 512, 1024),
     "small": Preset(512, 8, 8, 1376, 2048),
     "base-100m": Preset(768, 14, 12, 2048, 2048),
