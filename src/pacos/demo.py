@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,7 +84,9 @@ def run_demo(config: DemoConfig, log=print) -> dict:
     _write_markdown(out, report)
     log(f"\ntuned accuracy {after['accuracy']:.3f} (base {before['accuracy']:.3f}) on {after['n']} held-out records;"
         f" report: {out / 'report.md'}")
-    log(f"try it:  pacos ask {model} \"Reverse the word 'pacos'.\"")
+    sample = test_records[0]  # a phrasing the model was trained on; the tiny model knows nothing else
+    ask = f"pacos ask {model} {shlex.quote(sample.instruction)}"
+    log(f"try it:  {ask}" + (f" --input {shlex.quote(sample.input)}" if sample.input else ""))
     return report
 
 
