@@ -156,13 +156,12 @@ def infer_file(model_ref: str, data: str, out: str, params: SamplingParams, temp
     gen = Generator.load(model_ref, template, records)
     for record, answer in zip(records, gen.generate(records, params, batch_size, progress)):
         record.extra["generated"] = answer
-    fmt = "alpaca" if out.endswith(".json") and record_kind(records) == "instruction" else None
-    save_records(records, out, fmt=fmt or _jsonl_format(records))
+    if record_kind(records) == "instruction":
+        fmt = "alpaca" if out.endswith(".json") else "jsonl"
+    else:
+        fmt = "messages"
+    save_records(records, out, fmt=fmt)
     return len(records)
-
-
-def _jsonl_format(records) -> str:
-    return "jsonl" if record_kind(records) == "instruction" else "messages"
 
 
 def _cuda() -> bool:

@@ -80,7 +80,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     from pacos.data.formats import load_records
     from pacos.models.loading import load_model
     from pacos.templates import get_template, record_kind
-    from pacos.train.progress import JsonlLogCallback, ProgressCallback, plot_loss
+    from pacos.train.progress import JsonlLogCallback, ProgressCallback, plot_loss, read_log
     from pacos.train.special_tokens import ensure_pad_token
 
     out = Path(config.out)
@@ -171,7 +171,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         "steps": result.global_step, "train_seconds": round(seconds, 2),
     }, indent=2))
     plot_loss(out / LOG_FILE, out / PLOT_FILE)
-    final = next((r["loss"] for r in reversed(_read_log(out)) if "loss" in r), None)
+    final = next((r["loss"] for r in reversed(read_log(out / LOG_FILE)) if "loss" in r), None)
     log(f"saved {'LoRA adapter' if config.lora else 'model'} to {out} ({result.global_step} steps, "
         f"{seconds:.0f}s, final loss {final if final is None else round(final, 4)}); loss curve: {out / PLOT_FILE}")
     return TrainResult(out, result.global_step, seconds, final, report)
@@ -197,8 +197,3 @@ def _wrap_lora(model, config: TrainConfig, log):
 def _checkpoint_step(path: str | None) -> int:
     return int(Path(path).name.split("-")[-1]) if path else 0
 
-
-def _read_log(out: Path) -> list[dict]:
-    from pacos.train.progress import read_log
-
-    return read_log(out / LOG_FILE)
