@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from pacos.errors import PacosError
 from pacos.templates import Template, get_template, record_kind
+
+
+# Bounds that keep every sampling step finite in float32 (logits / temperature, logits / penalty).
+MAX_TEMPERATURE = 2.0
+GREEDY_BELOW = 1e-5  # a temperature under this samples greedily (vLLM's rule): logits / 1e-320 would be inf
+MIN_TOP_P = 1e-3
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 1e-2, 10.0
+
+
+class SamplingError(PacosError):
+    """A sampling value out of range; `param` is its name (the server answers 400 naming it)."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass
@@ -23,14 +39,29 @@ class SamplingParams:
     frequency_penalty: float = 0.0
 
     def check(self) -> None:
-        if self.max_new_tokens < 1:
-            raise PacosError("--max-new-tokens must be >= 1")
-        if self.temperature < 0:
-            raise PacosError("--temperature must be >= 0 (0 = greedy)")
-        if not 0 < self.top_p <= 1:
-            raise PacosError("--top-p must be in (0, 1]")
-        if self.top_k < 0 or self.repetition_penalty <= 0:
-            raise PacosError("--top-k must be >= 0 and --repetition-penalty > 0")
+        """Finite values in range, or SamplingError naming the field: nothing reaches the sampler that could
+        turn probabilities into NaN (a denormal temperature or penalty overflows the logits to inf)."""
+        def need(ok: bool, param: str, rule: str) -> None:
+            if not ok:
+                raise SamplingError(f"'{param}' must be {rule} (got {getattr(self, param)!r})", param)
+
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in
+                     (self.temperature, self.top_p, self.repetition_penalty, self.presence_penalty,
+                      self.frequency_penalty))
+        if not finite:
+            bad = next(n for n in ("temperature", "top_p", "repetition_penalty", "presence_penalty",
+                                   "frequency_penalty") if not math.isfinite(getattr(self, n)))
+            raise SamplingError(f"'{bad}' must be a finite number (got {getattr(self, bad)!r})", bad)
+        need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1")
+        need(0 <= self.temperature <= MAX_TEMPERATURE, "temperature", f"between 0 (greedy) and {MAX_TEMPERATURE}")
+        need(MIN_TOP_P <= self.top_p <= 1, "top_p", f"between {MIN_TOP_P} and 1")
+        need(isinstance(self.top_k, int) and self.top_k >= 0, "top_k", "an integer >= 0 (0 = off)")
+        need(MIN_REPETITION_PENALTY <= self.repetition_penalty <= MAX_REPETITION_PENALTY, "repetition_penalty",
+             f"between {MIN_REPETITION_PENALTY} and {MAX_REPETITION_PENALTY} (1 = off)")
+        need(-2 <= self.presence_penalty <= 2, "presence_penalty", "between -2 and 2")
+        need(-2 <= self.frequency_penalty <= 2, "frequency_penalty", "between -2 and 2")
+        need(self.seed is None or (isinstance(self.seed, int) and -(2 ** 63) <= self.seed < 2 ** 63), "seed",
+             "an integer that fits in 64 bits")
 
 
 def trained_template_name(model_ref: str | Path) -> str | None:
