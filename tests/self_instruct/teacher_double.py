@@ -16,9 +16,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-SEEDS = DATA / "seed_tasks.jsonl"
-REAL = [r for r in json.loads((DATA / "alpaca_en_1k.json").read_text()) if r["output"].strip()]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # small excerpts of public data; see the README there
+SEEDS = FIXTURES / "seed_tasks.jsonl"
+REAL = json.loads((FIXTURES / "alpaca_sample.json").read_text())
 
 # (reason the filters must give, instruction, output)
 JUNK = [

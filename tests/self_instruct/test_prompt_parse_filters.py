@@ -24,7 +24,7 @@ def test_prompt_numbers_examples_and_ends_with_the_next_instruction():
 
 def test_seed_tasks_load_and_sampling_is_fixed_by_seed_and_batch():
     seeds = load_seed_tasks(SEEDS)
-    assert len(seeds) == 175 and any(s.is_classification for s in seeds)
+    assert len(seeds) == 40 and any(s.is_classification for s in seeds)
     assert sample_examples(seeds, 3, 0, 5, 1) == sample_examples(seeds, 3, 0, 5, 1)
     assert sample_examples(seeds, 3, 0, 5, 1) != sample_examples(seeds, 3, 0, 6, 1)
     assert len(set(s.instruction for s in sample_examples(seeds, 3, 1, 0, 0))) == 3
