@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pacos.errors import ModelLoadError
+from pacos.models.peft_warnings import peft_alias_filter
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -55,7 +56,8 @@ def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, train
         base = _from_pretrained(AutoModelForCausalLM, adapter_base(ref), "model", **kwargs)
         if len(tokenizer) > base.get_input_embeddings().num_embeddings:
             base.resize_token_embeddings(len(tokenizer))
-        model = PeftModel.from_pretrained(base, ref, is_trainable=trainable)
+        with peft_alias_filter():
+            model = PeftModel.from_pretrained(base, ref, is_trainable=trainable)
         if merge_adapter:
             model = model.merge_and_unload()
         if (Path(ref) / "generation_config.json").is_file():  # saved by `pacos train --lora`
@@ -75,7 +77,7 @@ def _from_pretrained(cls, ref: str, what: str, **kwargs):
         try:
             return cls.from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as e:
-            raise ModelLoadError(f"could not load the {what} in {ref}: {_first_line(e)}") from None
+            raise ModelLoadError(f"could not load the {what} in {ref}: {first_line(e)}") from None
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise ModelLoadError(f"{ref}: no such directory (give a local model directory or a hub id like org/name)")
     # A hub id: the local cache first (fast, works offline), then the hub if it can be reached at all.
@@ -93,7 +95,7 @@ def _from_pretrained(cls, ref: str, what: str, **kwargs):
     try:
         return cls.from_pretrained(ref, **kwargs)
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"could not load the {what} {ref!r} from the hub: {_first_line(e)}") from None
+        raise ModelLoadError(f"could not load the {what} {ref!r} from the hub: {first_line(e)}") from None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -107,6 +109,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to one line: library errors can run to pages."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

@@ -73,23 +73,20 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     import torch
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, TrainingArguments
     from transformers import ProgressCallback as HFProgress
-    from transformers.trainer_utils import get_last_checkpoint
 
     from pacos.data.formats import load_records
     from pacos.models.loading import load_model
     from pacos.templates import get_template, record_kind
+    from pacos.train.checkpoints import ResumingTrainer, choose_resume_checkpoint
     from pacos.train.progress import JsonlLogCallback, ProgressCallback, plot_loss, read_log
     from pacos.train.special_tokens import ensure_pad_token
 
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
-    resume_from = None
-    if config.resume:
-        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        if resume_from is None:
-            raise PacosError(f"--resume: no checkpoint in {ckpt_dir} to resume from; run without --resume")
+    # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
+    resume_from = str(choose_resume_checkpoint(ckpt_dir, config.lora, log)) if config.resume else None
     out.mkdir(parents=True, exist_ok=True)
 
     records = load_records(config.data) if records is None else records
@@ -146,7 +143,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     callbacks = [JsonlLogCallback(out / LOG_FILE, resume_step), *callbacks]
     if config.progress:
         callbacks.append(ProgressCallback())
-    trainer = Trainer(
+    trainer = ResumingTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
@@ -180,12 +177,15 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 def _wrap_lora(model, config: TrainConfig, log):
     from peft import LoraConfig, get_peft_model
 
+    from pacos.models.peft_warnings import peft_alias_filter
+
     targets = "all-linear" if config.lora_target == "all-linear" else [
         t.strip() for t in config.lora_target.split(",") if t.strip()]
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
     try:
-        model = get_peft_model(model, lora)
+        with peft_alias_filter():
+            model = get_peft_model(model, lora)
     except ValueError as e:
         raise PacosError(f"--lora-target {config.lora_target!r}: {e}") from None
     trainable, total = model.get_nb_trainable_parameters()
