@@ -25,6 +25,7 @@ def test_preset_sizes(preset, low, high):
 def test_model_init_writes_a_standard_hub_layout(tmp_path):
     proc = run_pacos("model", "init", "--preset", "tiny", "--out", tmp_path / "m", check=True)
     assert "parameters" in proc.stdout
+    assert proc.stderr == ""  # no deprecation noise, no per-shard progress bar for one small file
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                  "generation_config.json", "chat_template.jinja"):
         assert (tmp_path / "m" / name).is_file(), name

@@ -61,6 +61,9 @@ def build_model(preset: str, seed: int = 0):
 
 def init_model(preset: str, out: str | Path, seed: int = 0) -> int:
     """Build a preset and save it to `out` in the standard Hugging Face layout; returns its parameter count."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar for one small file is noise
     model, tokenizer = build_model(preset, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
