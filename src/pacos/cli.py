@@ -24,12 +24,18 @@ COMMAND_MODULES = (
 )
 
 
+# Unexpected errors exit apart from user errors (PacosError: 2) and command verdicts (e.g. validate: 1).
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE in sysexits.h
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacos",
         description="The Stanford Alpaca recipe end to end: data, fine-tuning, inference, evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"pacos {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (also: PACOS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -54,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pacos: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not a user error: one line, the traceback on request
+        if args.debug or os.environ.get("PACOS_DEBUG"):
+            raise
+        detail = str(e).splitlines()[0][:300] if str(e) else ""
+        print(f"pacos: internal error: {type(e).__name__}{': ' + detail if detail else ''} "
+              "(rerun with `pacos --debug ...` for the traceback, and please report it)", file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
     return int(result or 0)
 
 

@@ -13,7 +13,7 @@ from pacos.data.dedup import RougeDeduper, dedup_file, rouge_l_fmeasure, rouge_t
 from pacos.errors import DataError
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+FIXTURES = Path(__file__).parent / "fixtures"  # real records, see fixtures/README.md
 
 
 def reference_dedup(texts, threshold, pool=()):
@@ -131,8 +131,8 @@ def test_ties_inside_one_batch_and_against_many():
 
 
 def test_real_instructions_with_near_duplicates():
-    seeds = [json.loads(line)["instruction"] for line in (DATA / "seed_tasks.jsonl").read_text().splitlines()]
-    real = [r["instruction"] for r in json.loads((DATA / "alpaca_en_1k.json").read_text())[:150]]
+    seeds = [json.loads(line)["instruction"] for line in (FIXTURES / "seed_tasks_40.jsonl").read_text().splitlines()]
+    real = [r["instruction"] for r in json.loads((FIXTURES / "alpaca_60.json").read_text())]
     rng = random.Random(5)
     texts = []
     for text in real:

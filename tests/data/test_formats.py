@@ -10,8 +10,7 @@ from pacos.data.formats import FORMATS, detect_format, load_records, save_record
 from pacos.data.records import Conversation, Example, Message
 from pacos.errors import DataError
 
-SHARED = Path(__file__).parents[2] / "../shared/data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+FIXTURES = Path(__file__).parent / "fixtures"  # real records, see fixtures/README.md
 
 ALPACA = [
     {"instruction": "Reverse the word.", "input": "pacos", "output": "socap", "task": "reverse"},
@@ -43,27 +42,26 @@ def write_jsonl(path: Path, objs) -> Path:
     return path
 
 
-@needs_shared
 def test_real_seed_tasks_load_one_example_per_instance():
-    path = SHARED / "seed_tasks.jsonl"
+    path = FIXTURES / "seed_tasks_40.jsonl"
     tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     records = load_records(path)
     assert detect_format(path) == "self-instruct"
-    assert len(tasks) == 175
     assert len(records) == sum(len(t["instances"]) for t in tasks)
     first = records[0]
     assert first.instruction == tasks[0]["instruction"] and first.output == tasks[0]["instances"][0]["output"]
     assert first.extra == {"id": "seed_task_0", "name": "breakfast_suggestion", "is_classification": False}
 
 
-@needs_shared
-def test_real_alpaca_file_loads_999_records():
-    path = SHARED / "alpaca_en_1k.json"
+def test_real_alpaca_file_loads_every_record():
+    path = FIXTURES / "alpaca_60.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
     records = load_records(path)
     assert detect_format(path) == "alpaca"
-    assert len(records) == 999
-    assert all(isinstance(r, Example) for r in records)
-    assert sum(1 for r in records if r.input) == 412
+    assert [(r.instruction, r.input, r.output) for r in records] == [
+        (o["instruction"], o["input"], o["output"]) for o in raw]
+    assert all(isinstance(r, Example) and r.extra == {} for r in records)
+    assert 0 < sum(1 for r in records if r.input) < len(records)
 
 
 def test_alpaca_array_and_jsonl(tmp_path):
@@ -219,13 +217,12 @@ def test_alpaca_to_chat_and_back_is_lossless(tmp_path, via, suffix):
     assert json.loads((tmp_path / "back.json").read_text(encoding="utf-8")) == original
 
 
-@needs_shared
 def test_real_alpaca_round_trips_through_messages(tmp_path):
-    records = load_records(SHARED / "alpaca_en_1k.json")
+    records = load_records(FIXTURES / "alpaca_60.json")
     save_records(records, tmp_path / "m.jsonl", "messages")
     save_records(load_records(tmp_path / "m.jsonl"), tmp_path / "a.json", "alpaca")
     assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8")) == json.loads(
-        (SHARED / "alpaca_en_1k.json").read_text(encoding="utf-8"))
+        (FIXTURES / "alpaca_60.json").read_text(encoding="utf-8"))
 
 
 def test_sharegpt_and_messages_round_trip_losslessly(tmp_path):

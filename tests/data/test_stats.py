@@ -11,7 +11,7 @@ from pacos.data.formats import load_records
 from pacos.data.records import Conversation, Example, Message
 from pacos.data.stats import compute_stats, format_stats, percentiles
 
-SHARED = Path(__file__).parents[2] / "../shared/data"
+FIXTURES = Path(__file__).parent / "fixtures"  # real records, see fixtures/README.md
 
 
 def test_percentiles_nearest_rank():
@@ -85,8 +85,9 @@ def test_token_counts_use_encode_record(monkeypatch):
     assert "tokens: alpaca" in table and "2 (66.7%) would be truncated" in table
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
 def test_real_alpaca_stats():
-    stats = compute_stats(load_records(SHARED / "alpaca_en_1k.json"))
-    assert stats["records"] == 999 and stats["with_input"] == 412
+    raw = json.loads((FIXTURES / "alpaca_60.json").read_text(encoding="utf-8"))
+    stats = compute_stats(load_records(FIXTURES / "alpaca_60.json"))
+    assert stats["records"] == len(raw) and stats["with_input"] == sum(1 for o in raw if o["input"].strip())
+    assert stats["words"]["instruction"]["max"] == max(len(o["instruction"].split()) for o in raw)
     assert stats["words"]["output"]["p50"] <= stats["words"]["output"]["p90"] <= stats["words"]["output"]["max"]

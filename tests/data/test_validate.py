@@ -9,7 +9,7 @@ import pytest
 
 from pacos.data.validate import validate_file
 
-SHARED = Path(__file__).parents[2] / "../shared/data"
+FIXTURES = Path(__file__).parent / "fixtures"  # real records, see fixtures/README.md
 GOOD = {"instruction": "Add.", "input": "1 2", "output": "3"}
 
 
@@ -147,9 +147,8 @@ def test_explicit_format_checks_every_record_against_it(tmp_path):
 
 
 def test_clean_files_have_no_problems(tmp_path):
-    for name in ("seed_tasks.jsonl", "alpaca_en_1k.json"):
-        if (SHARED / name).exists():
-            assert validate_file(SHARED / name) == []
+    for name in ("seed_tasks_40.jsonl", "alpaca_60.json"):
+        assert validate_file(FIXTURES / name) == []
     assert validate_file(jsonl(tmp_path, GOOD)) == []
 
 

@@ -53,7 +53,7 @@ def test_session_trims_to_the_context_and_streams(session_parts, tmp_path):
         other.load(tmp_path / "bad.json")
     with pytest.raises(PacosError, match="not a number"):
         other.set_params(["temperature=hot"])
-    with pytest.raises(PacosError, match="top-p"):
+    with pytest.raises(PacosError, match="top_p"):
         other.set_params(["top_p=2"])
 
 

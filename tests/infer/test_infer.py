@@ -63,7 +63,7 @@ def test_preview_json_marks_exactly_the_response(tiny_model_dir, records_file, t
 
 @pytest.mark.parametrize("args,message", [
     (["infer", "{model}", "--data", "{tmp}/nope.jsonl", "--out", "{tmp}/o.jsonl"], "nope.jsonl"),
-    (["infer", "{model}", "--data", "{data}", "--out", "{tmp}/o.jsonl", "--top-p", "0"], "--top-p"),
+    (["infer", "{model}", "--data", "{data}", "--out", "{tmp}/o.jsonl", "--top-p", "0"], "top_p"),
     (["infer", "{model}", "--data", "{data}", "--out", "{tmp}/o.jsonl", "--max-new-tokens", "5000"], "context"),
     (["ask", "{tmp}/no-such-model", "hi"], "no such directory"),
     (["data", "preview", "{data}", "--model", "{model}", "--template", "nope"], "unknown template"),

@@ -24,7 +24,8 @@ class LiveServer:
     proc: subprocess.Popen
 
     def health(self) -> dict:
-        return httpx.get(self.url + "/health", timeout=10).json()
+        """With the key: the figures (running, waiting, steps, ...) are only shown to its holders."""
+        return httpx.get(self.url + "/health", timeout=10, headers={"Authorization": f"Bearer {self.api_key}"}).json()
 
 
 def free_port() -> int:

@@ -57,12 +57,25 @@ def test_full_queue_is_503_with_retry_after():
     assert r.json()["error"]["code"] == "server_overloaded"
 
 
-def test_engine_failure_is_a_500_in_openai_shape_plain_and_streamed():
-    client = app_client(StandIn([Event("par", None, 1), Event("", "error", 1, "generation failed: boom")]))
+def test_engine_failure_is_a_500_in_openai_shape_plain_and_streamed(caplog):
+    client = app_client(StandIn([Event("par", None, 1), Event("", "error", 1, "RuntimeError: boom")]))
     r = client.post("/v1/chat/completions", json=CHAT)
-    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and "boom" in r.json()["error"]["message"]
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "boom" not in r.text and "server log" in r.json()["error"]["message"]  # internals stay in the log
+    assert "RuntimeError: boom" in caplog.text
     r = client.post("/v1/chat/completions", json=CHAT | {"stream": True})
-    assert '"server_error"' in r.text and r.text.rstrip().endswith("data: [DONE]")
+    assert '"server_error"' in r.text and "boom" not in r.text and r.text.rstrip().endswith("data: [DONE]")
+
+
+def test_unexpected_exception_is_a_500_without_internals():
+    class Broken(StandIn):
+        def encode_chat(self, conv):
+            raise KeyError("secret internal detail")
+
+    r = app_client(Broken()).post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 500 and "secret" not in r.text
+    assert r.json()["error"] == {"message": "internal error; see the server log", "type": "server_error",
+                                 "param": None, "code": None}
 
 
 def test_texts_usage_and_seed_per_choice():

@@ -15,8 +15,10 @@ HELLO = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "con
 def test_models_and_health(client, server):
     assert [m.id for m in client.models.list().data] == [MODEL]
     assert client.models.retrieve(MODEL).id == MODEL
-    health = server.health()  # no key needed
+    health = server.health()  # with the key: the figures
     assert health["status"] == "ok" and health["model"] == MODEL and health["engine"] == "transformers"
+    assert {"running", "waiting", "steps"} <= set(health)
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}  # without: liveness only
 
 
 def test_chat_plain_and_streamed_agree(client):
@@ -24,11 +26,14 @@ def test_chat_plain_and_streamed_agree(client):
     choice = full.choices[0]
     assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
     assert full.usage.prompt_tokens > 0 and full.usage.total_tokens == full.usage.prompt_tokens + full.usage.completion_tokens
-    chunks = list(client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=24, temperature=0, stream=True))
+    assert choice.message.refusal is None
+    chunks = list(client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=24, temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == choice.message.content
-    assert chunks[-1].choices[0].finish_reason == choice.finish_reason and chunks[-1].usage == full.usage
+    assert chunks[-2].choices[0].finish_reason == choice.finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage == full.usage
 
 
 def test_stream_ends_with_done_and_include_usage(server):

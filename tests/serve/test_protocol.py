@@ -2,7 +2,11 @@
 
 import pytest
 
+from pacos.serve.access import same_origin, write_refusal
 from pacos.serve.protocol import (
+    MAX_MESSAGE_CHARS,
+    MAX_MESSAGES,
+    MAX_REQUEST_CHARS,
     APIError,
     parse_chat_request,
     parse_completion_request,
@@ -51,3 +55,71 @@ def test_context_budget():
     req.max_tokens = None
     with pytest.raises(APIError, match="1 more than fit"):
         resolve_max_tokens(req, 100, 100, chat=True)
+
+
+@pytest.mark.parametrize("field, value", [("temperature", 2.5), ("repetition_penalty", 1e-320), ("top_p", 0),
+                                          ("seed", 2 ** 64), ("seed", -(2 ** 63) - 1), ("frequency_penalty", -3)])
+def test_sampling_ranges_come_from_sampling_params(field, value):
+    with pytest.raises(APIError) as info:
+        parse_chat_request({"model": "m", "messages": MSGS, field: value})
+    assert info.value.status == 400 and info.value.param == field and field in info.value.message
+
+
+def test_tiny_temperature_is_accepted():  # greedy by the engine's rule, not a 400 and not a NaN
+    assert parse_chat_request({"model": "m", "messages": MSGS, "temperature": 1e-320}).sampling.temperature == 1e-320
+    assert parse_chat_request({"model": "m", "messages": MSGS, "seed": 2 ** 63 - 1}).sampling.seed == 2 ** 63 - 1
+
+
+def _chat(n, chars=1):
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": "x" * chars} for i in range(n)]
+
+
+def test_request_size_limits_name_the_limit():
+    assert len(parse_chat_request({"model": "m", "messages": _chat(MAX_MESSAGES - 1)}).messages) == MAX_MESSAGES - 1
+    cases = [({"messages": _chat(MAX_MESSAGES + 1)}, "messages", str(MAX_MESSAGES)),
+             ({"messages": _chat(1, MAX_MESSAGE_CHARS + 1)}, "messages[0].content", str(MAX_MESSAGE_CHARS)),
+             ({"messages": _chat(9, MAX_MESSAGE_CHARS)}, "messages[4].content", str(MAX_REQUEST_CHARS))]
+    for body, param, limit in cases:
+        with pytest.raises(APIError) as info:
+            parse_chat_request({"model": "m", **body})
+        assert (info.value.param, info.value.code) == (param, "request_too_large") and limit in info.value.message
+    with pytest.raises(APIError, match=str(MAX_REQUEST_CHARS)):
+        parse_completion_request({"model": "m", "prompt": ["a" * MAX_REQUEST_CHARS, "b"]})
+
+
+@pytest.mark.parametrize("role", ["tool", "function"])
+def test_tool_messages_say_tools_are_unsupported(role):
+    with pytest.raises(APIError, match="function calling is not supported") as info:
+        parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "a"},
+                                                       {"role": role, "content": "{}", "tool_call_id": "x"}]})
+    assert info.value.param == "messages[1].role"
+
+
+def test_error_bodies_encode_lone_surrogates():
+    body = APIError(404, "The model '" + chr(0xD800) + "' does not exist").body()
+    assert body["error"]["message"] == "The model '" + "\\" + "ud800' does not exist"
+    body["error"]["message"].encode("utf-8")
+
+
+@pytest.mark.parametrize("origin, host, same", [
+    ("http://127.0.0.1:8000", "127.0.0.1:8000", True), ("http://localhost:8000", "localhost:8000", True),
+    ("https://chat.example", "chat.example", True), ("https://chat.example", "chat.example:443", True),
+    ("http://127.0.0.1:8001", "127.0.0.1:8000", False), ("http://evil.example", "127.0.0.1:8000", False),
+    ("null", "127.0.0.1:8000", False), ("http://[::1]:8000", "[::1]:8000", True), ("http://h:99999", "h", False),
+    ("http://127.0.0.1:8000", None, False), ("file://", "127.0.0.1:8000", False),
+])
+def test_same_origin(origin, host, same):
+    assert same_origin(origin, host) is same
+
+
+def test_write_refusals():
+    json_ = {"content-type": "application/json; charset=utf-8", "host": "127.0.0.1:8000"}
+    assert write_refusal(json_) is None  # curl / the openai client: no Origin
+    assert write_refusal(json_ | {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"}) is None
+    assert write_refusal(json_ | {"origin": "http://evil.example"}).status == 403
+    assert write_refusal(json_ | {"sec-fetch-site": "cross-site"}).status == 403
+    allowed = frozenset({"http://evil.example"})
+    assert write_refusal(json_ | {"origin": "http://EVIL.example", "sec-fetch-site": "cross-site"}, allowed) is None
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
+        refusal = write_refusal({"content-type": ctype, "host": "127.0.0.1:8000"})
+        assert refusal.status == 415 and refusal.code == "unsupported_media_type"

@@ -43,6 +43,10 @@ def parse_example(obj: dict, require_output: bool = True) -> Example:
         raise RecordError("empty 'instruction'")
     if require_output and not output.strip():
         raise RecordError("empty 'output' (nothing to train on)")
+    # `system` becomes the conversation's system message (templates, conversion): it must be usable as one.
+    system = _text(obj, "system", required=False)
+    if system and not system.strip():
+        raise RecordError("blank 'system' (write a system prompt or remove the field)")
     extra = {k: v for k, v in obj.items() if k not in ("instruction", "input", "output")}
     return Example(instruction, input_, output, extra)
 
@@ -122,7 +126,8 @@ def check_turn_order(messages: list[Message], key: str = "messages", require_out
 
 def example_to_object(example: Example) -> dict:
     """An Example as an Alpaca JSON object (extra fields after the three standard ones)."""
-    return {"instruction": example.instruction, "input": example.input, "output": example.output, **example.extra}
+    return _join({"instruction": example.instruction, "input": example.input, "output": example.output},
+                 example.extra)
 
 
 def conversation_to_object(conv: Conversation, fmt: str) -> dict:
@@ -135,10 +140,21 @@ def conversation_to_object(conv: Conversation, fmt: str) -> dict:
     else:  # absent, or no longer aligned with the turns: never drop a turn for it
         message_extra = [{}] * len(conv.messages)
     if fmt == "sharegpt":
-        turns = [{"from": SHAREGPT_FROM[m.role], "value": m.content, **e} for m, e in zip(conv.messages, message_extra)]
-        return {"conversations": turns, **extra}
-    turns = [{"role": m.role, "content": m.content, **e} for m, e in zip(conv.messages, message_extra)]
-    return {"messages": turns, **extra}
+        turns = [_join({"from": SHAREGPT_FROM[m.role], "value": m.content}, e, f"conversations[{i}]: ")
+                 for i, (m, e) in enumerate(zip(conv.messages, message_extra))]
+        return _join({"conversations": turns}, extra)
+    turns = [_join({"role": m.role, "content": m.content}, e, f"messages[{i}]: ")
+             for i, (m, e) in enumerate(zip(conv.messages, message_extra))]
+    return _join({"messages": turns}, extra)
+
+
+def _join(fields: dict, extra: dict, where: str = "") -> dict:
+    """`fields` then `extra`; an extra field named like one of `fields` would overwrite it, so it is an error."""
+    clash = next((key for key in extra if key in fields), None)
+    if clash is not None:
+        raise RecordError(f"{where}extra field {clash!r} has the name of a field this format writes; rename it "
+                          "or convert to another format")
+    return {**fields, **extra}
 
 
 def _text(obj: dict, name: str, prefix: str = "", required: bool = True) -> str:

@@ -72,10 +72,16 @@ def conversation_to_example(conv: Conversation, where: str = "record") -> Exampl
             f"{where}: a conversation with {len(turns)} turns has no Alpaca form (only one user turn "
             "followed by one assistant turn converts); keep it as sharegpt or messages"
         )
+    clash = next((key for key in ("output", "system") if key in conv.extra), None)
+    if clash is not None:
+        raise DataError(f"{where}: the conversation has its own {clash!r} field, which its Alpaca form would "
+                        "overwrite; rename the field or keep the record as sharegpt or messages")
     extra = dict(conv.extra)
-    instruction, input_ = extra.pop("instruction", None), extra.pop("input", None)
-    if instruction is None or user_text(Example(instruction, input_ or "")) != turns[0].content:
+    # instruction/input kept by example_to_conversation: used only if they still rebuild the user turn.
+    instruction, input_ = extra.pop("instruction", None), extra.pop("input", "")
+    if not isinstance(instruction, str) or not isinstance(input_, str) or \
+            user_text(Example(instruction, input_)) != turns[0].content:
         instruction, input_ = turns[0].content, ""
     if conv.system is not None:
         extra["system"] = conv.system
-    return Example(instruction, input_ or "", turns[1].content, extra)
+    return Example(instruction, input_, turns[1].content, extra)

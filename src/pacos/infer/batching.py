@@ -6,7 +6,12 @@ in a single forward pass, and (3) admits waiting requests: their prompts are pre
 first token sampled, and their cache rows padded on the left and concatenated onto the running batch.
 So a request arriving mid-generation joins at the next step instead of waiting for the batch to finish,
 and every running request shares each forward pass. Rows carry explicit position ids, so padding never
-shifts a sequence's positions. `BatchScheduler` runs the steps on a background thread for the server;
+shifts a sequence's positions.
+
+Failures stay with the requests they belong to: a row whose token cannot be chosen (non-finite logits, a
+sampling value that fails) ends with finish_reason "error" alone; a failed decode pass fails the rows in it
+and a failed prefill only the rows being admitted (retried one by one, so one bad prompt fails alone); the
+waiting queue is never failed. `BatchScheduler` runs the steps on a background thread for the server;
 `BatchEngine.run` drives one sequence in the caller's thread (terminal chat).
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from pacos.errors import PacosError
@@ -117,12 +122,15 @@ class BatchEngine:
 
     # -- requests ---------------------------------------------------------------------------------------
     def submit(self, seq: Sequence) -> None:
+        """Queue `seq`; SamplingError for a value that could not be sampled, QueueFull when the queue is full."""
         import torch
 
+        # Any integer seed is taken modulo 2**64: the server's per-choice seed (seed + index) may pass 64 bits.
+        (replace(seq.sampling, seed=None) if isinstance(seq.sampling.seed, int) else seq.sampling).check()
         if self.context and len(seq.prompt_ids) >= self.context:
             raise PacosError(f"prompt of {len(seq.prompt_ids)} tokens does not fit the context of {self.context}")
         if seq.sampling.seed is not None:
-            seq.generator = torch.Generator(device=self.device).manual_seed(seq.sampling.seed)
+            seq.generator = torch.Generator(device=self.device).manual_seed(seq.sampling.seed64)
         seq.decoder = IncrementalDecoder(self.tokenizer)
         with self.lock:
             if len(self.waiting) >= self.max_waiting:
@@ -157,14 +165,13 @@ class BatchEngine:
                 self._drop_done()
                 if self.running:
                     self._decode()
-                admitted = self._admit()
-                if admitted:
-                    self._prefill(admitted)
-            except Exception as e:  # noqa: BLE001  (a failed forward pass fails its requests, not the server)
-                for seq in self.running + list(self.waiting):
-                    self._finish(seq, "error", f"generation failed: {type(e).__name__}: {e}")
+            except Exception as e:  # noqa: BLE001  (a failed pass fails the rows in it, not the queue)
+                for seq in self.running:
+                    self._finish(seq, "error", _one_line("generation failed", e))
                 self.running, self.cache, self.mask = [], None, None
-                self.waiting.clear()
+            admitted = self._admit()
+            if admitted:
+                self._prefill_isolated(admitted)
         self.steps += 1
 
     def _admit(self) -> list[Sequence]:
@@ -190,8 +197,19 @@ class BatchEngine:
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, past_key_values=self.cache,
                          use_cache=True)
         self.cache = out.past_key_values
-        for seq, token in zip(rows, next_tokens(out.logits[:, -1], rows)):
-            self._accept(seq, token)
+        self._take(rows, next_tokens(out.logits[:, -1], rows))
+
+    def _prefill_isolated(self, rows: list[Sequence]) -> None:
+        """Prefill `rows` together; if that fails, one at a time, so only a row that fails alone is failed.
+        The running rows' cache is untouched by a failed prefill (it is only replaced once the new one is built)."""
+        try:
+            self._prefill(rows)
+        except Exception as e:  # noqa: BLE001
+            if len(rows) == 1:
+                self._finish(rows[0], "error", _one_line("generation failed", e))
+                return
+            for seq in rows:
+                self._prefill_isolated([seq])
 
     def _prefill(self, rows: list[Sequence]) -> None:
         import torch
@@ -213,11 +231,11 @@ class BatchEngine:
             layer.values = torch.where(keep, layer.values, 0)
         self._merge(cache, mask)
         self.running += rows
-        for seq, token in zip(rows, next_tokens(out.logits[:, -1], rows)):
-            self._accept(seq, token)
+        self._take(rows, next_tokens(out.logits[:, -1], rows))
 
     def _merge(self, cache, mask) -> None:
-        """Append new rows (their own cache and mask) to the running batch, left-padding the shorter side."""
+        """Append new rows (their own cache and mask) to the running batch, left-padding the shorter side.
+        Every tensor is built before any is assigned, so a failure here leaves the running batch as it was."""
         import torch
         import torch.nn.functional as F
 
@@ -226,13 +244,13 @@ class BatchEngine:
             return
         old_t, new_t = self.mask.shape[1], mask.shape[1]
         width = max(old_t, new_t)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            for name in ("keys", "values"):
-                a, b = getattr(mine, name), getattr(theirs, name)
-                a = F.pad(a, (0, 0, width - old_t, 0))
-                b = F.pad(b, (0, 0, width - new_t, 0))
-                setattr(mine, name, torch.cat([a, b], dim=0))
-        self.mask = torch.cat([F.pad(self.mask, (width - old_t, 0)), F.pad(mask, (width - new_t, 0))], dim=0)
+        merged = [(mine, name, torch.cat([F.pad(getattr(mine, name), (0, 0, width - old_t, 0)),
+                                          F.pad(getattr(theirs, name), (0, 0, width - new_t, 0))], dim=0))
+                  for mine, theirs in zip(self.cache.layers, cache.layers) for name in ("keys", "values")]
+        mask = torch.cat([F.pad(self.mask, (width - old_t, 0)), F.pad(mask, (width - new_t, 0))], dim=0)
+        for layer, name, tensor in merged:
+            setattr(layer, name, tensor)
+        self.mask = mask
 
     def _drop_done(self) -> None:
         import torch
@@ -254,6 +272,17 @@ class BatchEngine:
             layer.keys = layer.keys[index, :, first:]
             layer.values = layer.values[index, :, first:]
 
+    def _take(self, rows: list[Sequence], choices: list) -> None:
+        """Each row's sampled token, or its own failure (the other rows go on)."""
+        for seq, choice in zip(rows, choices):
+            if isinstance(choice, Exception):
+                self._finish(seq, "error", _one_line("sampling failed", choice))
+                continue
+            try:
+                self._accept(seq, choice)
+            except Exception as e:  # noqa: BLE001  (e.g. a token the tokenizer cannot decode)
+                self._finish(seq, "error", _one_line("generation failed", e))
+
     def _accept(self, seq: Sequence, token: int) -> None:
         if seq.cancelled:
             return
@@ -269,7 +298,7 @@ class BatchEngine:
             self._finish(seq, "length", delta=delta)
         elif delta:
             seq.text += delta
-            seq.on_event(delta, None)
+            _notify(seq, delta, None)
 
     def _finish(self, seq: Sequence, reason: str, message: str = "", delta: str = "") -> None:
         if seq.done:
@@ -278,7 +307,20 @@ class BatchEngine:
             delta += seq.matcher.flush()
         seq.text += delta
         seq.finish_reason, seq.error = reason, message
+        _notify(seq, delta, reason)
+
+
+def _notify(seq: Sequence, delta: str, reason: str | None) -> None:
+    try:
         seq.on_event(delta, reason)
+    except Exception:  # noqa: BLE001  (a consumer whose callback fails is gone: stop generating for it)
+        seq.cancelled = True
+
+
+def _one_line(what: str, e: BaseException) -> str:
+    """A one-line reason for `Sequence.error`."""
+    lines = str(e).strip().splitlines()
+    return f"{what}: {type(e).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 class BatchScheduler:

@@ -45,13 +45,10 @@ class SamplingParams:
             if not ok:
                 raise SamplingError(f"'{param}' must be {rule} (got {getattr(self, param)!r})", param)
 
-        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in
-                     (self.temperature, self.top_p, self.repetition_penalty, self.presence_penalty,
-                      self.frequency_penalty))
-        if not finite:
-            bad = next(n for n in ("temperature", "top_p", "repetition_penalty", "presence_penalty",
-                                   "frequency_penalty") if not math.isfinite(getattr(self, n)))
-            raise SamplingError(f"'{bad}' must be a finite number (got {getattr(self, bad)!r})", bad)
+        for name in ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), name,
+                 "a finite number")
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1")
         need(0 <= self.temperature <= MAX_TEMPERATURE, "temperature", f"between 0 (greedy) and {MAX_TEMPERATURE}")
         need(MIN_TOP_P <= self.top_p <= 1, "top_p", f"between {MIN_TOP_P} and 1")
@@ -62,6 +59,17 @@ class SamplingParams:
         need(-2 <= self.frequency_penalty <= 2, "frequency_penalty", "between -2 and 2")
         need(self.seed is None or (isinstance(self.seed, int) and -(2 ** 63) <= self.seed < 2 ** 63), "seed",
              "an integer that fits in 64 bits")
+
+    @property
+    def greedy(self) -> bool:
+        """Whether to take the most likely token: temperature 0, or too small to divide the logits by."""
+        return self.temperature < GREEDY_BELOW
+
+    @property
+    def seed64(self) -> int | None:
+        """The seed as torch.Generator takes it (0 <= seed < 2**64): the server's per-choice seed + index
+        may pass 64 bits, and any integer reduced modulo 2**64 still gives one reproducible stream."""
+        return None if self.seed is None else self.seed % 2 ** 64
 
 
 def trained_template_name(model_ref: str | Path) -> str | None:
@@ -108,7 +116,7 @@ class Generator:
 
         params.check()
         if params.seed is not None:
-            torch.manual_seed(params.seed)
+            torch.manual_seed(params.seed64)
         prompts = [self.prompt_ids(r) for r in records]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         answers: list[str] = [""] * len(prompts)
@@ -161,7 +169,7 @@ class Generator:
 
         base = self.model.generation_config
         eos = base.eos_token_id if base.eos_token_id is not None else stop_token_ids(self.tokenizer, self.template)
-        sample = params.temperature > 0
+        sample = not params.greedy
         return GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             do_sample=sample,

@@ -3,6 +3,11 @@
 Retries (429, 408, 409, 5xx, timeouts, dropped connections) use exponential backoff with full jitter, or the
 server's Retry-After when it sends one. A rejected key, an unknown model or a refused request stops the run
 with one clear line; so does a teacher still failing after --max-retries.
+
+Nothing the teacher sends can hang the run or end it in a traceback: --timeout is a deadline for a whole
+attempt (a server trickling bytes cannot stretch it), bodies over --max-response-bytes are refused while they
+stream in, and a 200 whose body is not a readable completions/chat response (a web page, `choices: null`,
+truncated JSON) becomes answers marked with an `error`, which the loop counts as bad answers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from pacos.data.strict_json import JSONInputError, loads
 from pacos.errors import PacosError
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -24,7 +30,7 @@ class TeacherError(PacosError):
 
 
 class UnparseableResponse(Exception):
-    """A 200 answer whose body is not a completions/chat response; counted and logged, never fatal."""
+    """A 200 answer whose body is not a completions/chat response; counted as bad answers, never retried."""
 
 
 @dataclass
@@ -38,7 +44,8 @@ class TeacherConfig:
     max_tokens: int = 3072
     concurrency: int = 8
     requests_per_minute: float = 0.0  # 0: no limit
-    timeout: float = 120.0  # seconds per attempt
+    timeout: float = 120.0  # seconds: deadline for one whole attempt, body included
+    max_response_bytes: int = 4 * 2**20  # larger bodies are refused unread; a 5 x 3072-token answer is ~100 KB
     max_retries: int = 8
     backoff_base: float = 1.0  # seconds; doubles per attempt
     backoff_cap: float = 60.0
@@ -71,14 +78,22 @@ def parse_retry_after(headers) -> float | None:
     value = headers.get("retry-after-ms")
     try:
         if value is not None:
-            return max(0.0, float(value) / 1000)
+            return _seconds(float(value) / 1000)
         value = headers.get("retry-after")
         if value is None:
             return None
-        return max(0.0, float(value))
+        return _seconds(float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        pass
+    try:
+        return _seconds(email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):  # not a date either: as if absent
+        return None
+
+
+def _seconds(value: float) -> float | None:
+    """A wait from a header: never negative, and NaN is no wait at all (the cap bounds large ones)."""
+    return max(0.0, value) if value == value else None
 
 
 def retry_delay(attempt: int, retry_after: float | None, base: float, cap: float, rng: random.Random) -> float:
@@ -113,8 +128,12 @@ class Teacher:
 
         self.config = config
         self._openai = openai
+        from pacos.self_instruct.transport import ResponseRefused, capped_http_client
+
+        self._refused = ResponseRefused
         self._client = openai.AsyncOpenAI(
-            base_url=config.url, api_key=config.api_key or "no-key", max_retries=0, timeout=config.timeout
+            base_url=config.url, api_key=config.api_key or "no-key", max_retries=0, timeout=config.timeout,
+            http_client=capped_http_client(config.max_response_bytes, config.timeout),
         )
         self._slots = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.requests_per_minute)
@@ -144,13 +163,18 @@ class Teacher:
             retry_after = None
             try:
                 async with self._slots:
-                    reply = await self._call(prompts, stop)
+                    # The whole attempt, body included: httpx's timeouts are per read, so a teacher sending
+                    # a byte a second would never trip them.
+                    reply = await asyncio.wait_for(self._call(prompts, stop), cfg.timeout)
                 reply.requests, reply.seconds = attempt, time.monotonic() - started
                 return reply
-            except (UnparseableResponse, openai.APIResponseValidationError) as e:
-                return Reply([Answer("", None, error=str(e))] * len(prompts), requests=attempt,
+            except (UnparseableResponse, self._refused) as e:
+                # The same request would get the same answer: a bad answer, not a retry.
+                return Reply([Answer("", None, error=_short(str(e)))] * len(prompts), requests=attempt,
                              seconds=time.monotonic() - started)
-            except openai.APIConnectionError as e:  # timeouts included
+            except asyncio.TimeoutError:
+                failure = f"no complete answer within --timeout {cfg.timeout:g} s"
+            except openai.APIConnectionError as e:  # httpx's own timeouts included
                 failure = f"{type(e).__name__}: {e}"
             except openai.APIStatusError as e:
                 if not (e.status_code in RETRY_STATUSES or e.status_code >= 500):
@@ -168,26 +192,17 @@ class Teacher:
         cfg = self.config
         common = dict(model=cfg.model, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                       stop=stop or None)
+        # The raw body, read by us: the openai client's own parsing accepts NaN, turns a web page into a str
+        # and raises json's errors on truncated JSON.
         if cfg.api == "chat":
-            response = await self._client.chat.completions.create(
+            raw = await self._client.chat.completions.with_raw_response.create(
                 messages=[{"role": "user", "content": prompts[0]}], **common
             )
         else:
-            response = await self._client.completions.create(
+            raw = await self._client.completions.with_raw_response.create(
                 prompt=prompts if len(prompts) > 1 else prompts[0], **common
             )
-        try:
-            choices = sorted(response.choices, key=lambda c: c.index)
-            if len(choices) != len(prompts):
-                raise ValueError(f"{len(choices)} choices for {len(prompts)} prompts")
-            if cfg.api == "chat":
-                answers = [Answer(c.message.content or "", c.finish_reason) for c in choices]
-            else:
-                answers = [Answer(c.text or "", c.finish_reason) for c in choices]
-            usage = response.usage
-            return Reply(answers, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
-        except (AttributeError, TypeError, ValueError) as e:
-            raise UnparseableResponse(f"unreadable {cfg.api} response: {_short(str(e))}") from None
+        return read_reply(raw.http_response.content, cfg.api, len(prompts))
 
     def _refusal(self, error) -> str:
         cfg, status = self.config, error.status_code
@@ -201,6 +216,46 @@ class Teacher:
         return f"teacher at {cfg.url} refused the request (HTTP {status}: {detail}); check the flags"
 
 
+def read_reply(body: bytes, api: str, n_prompts: int) -> Reply:
+    """A completions/chat response body -> one Answer per prompt; UnparseableResponse saying why if it is not one."""
+    try:
+        response = loads(body)
+    except JSONInputError as e:
+        raise UnparseableResponse(f"the teacher's answer is not JSON ({e.reason}): {_preview(body)}") from None
+    if not isinstance(response, dict):
+        raise UnparseableResponse(f"the teacher's answer is JSON but not an object: {_preview(body)}")
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise UnparseableResponse(f"the teacher's answer has no list of choices (choices: {_preview(choices)})")
+    if len(choices) != n_prompts:
+        raise UnparseableResponse(f"the teacher's answer has {len(choices)} choices for {n_prompts} prompt(s)")
+    if all(isinstance(c.get("index"), int) for c in choices):
+        choices = sorted(choices, key=lambda c: c["index"])
+    answers = []
+    for choice in choices:
+        message = choice.get("message") if api == "chat" else choice
+        text = message.get("content" if api == "chat" else "text") if isinstance(message, dict) else None
+        if text is not None and not isinstance(text, str):
+            raise UnparseableResponse(f"the teacher's answer has a non-text choice: {_preview(choice)}")
+        finish = choice.get("finish_reason")
+        answers.append(Answer(text or "", finish if isinstance(finish, str) else None))
+    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    return Reply(answers, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _preview(value, limit: int = 80) -> str:
+    """The start of something the teacher sent, quoted, on one line."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value[: limit * 4]).decode("utf-8", "replace")
+    return repr(_short(value if isinstance(value, str) else repr(value), limit))
+
+
 def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
+    """One printable line (text from the teacher may hold newlines or terminal escapes), cut to `limit`."""
+    text = " ".join(str(text)[: limit * 4].split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,5 +22,6 @@ class SelfInstructConfig:
     price_in: float = 0.0  # $ per 1M prompt tokens
     price_out: float = 0.0  # $ per 1M completion tokens
     max_cost: float | None = None  # $; stop issuing requests once reached
+    max_bad_answers: int = 20  # answers in a row with nothing kept (in commit order) that end the run
     progress: bool | None = None  # None: a bar only on a terminal
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

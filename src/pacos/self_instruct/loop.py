@@ -3,6 +3,9 @@
 Requests run concurrently, but each batch's answers are parsed, filtered, novelty-checked and written in batch
 order, and batch b's prompts depend only on (seed, b): the same seed and the same teacher answers give the
 same output, however the requests interleave, and a resumed run continues exactly where the last left off.
+Answers from which nothing was kept are counted in that same order, and too many in a row end the run
+(bad_answers.py); each answer's text in the raw log is capped, so a teacher sending garbage cannot grow it
+without bound.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from dataclasses import dataclass
 from pacos.data.dedup import RougeDeduper
 from pacos.errors import PacosError
 from pacos.self_instruct.accounting import ProgressBar, Totals
-from pacos.self_instruct.client import Reply, Teacher
+from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, answer_problem
+from pacos.self_instruct.client import Teacher
 from pacos.self_instruct.config import PIPELINES, SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.parse import Candidate, parse_answer
 from pacos.self_instruct.prompt import STOP_SEQUENCES, build_prompt, load_seed_tasks, sample_examples
-from pacos.self_instruct.store import RunStore
-
+from pacos.self_instruct.store import RunStore, raw_entry, record
+from pacos.self_instruct.two_stage import two_stage_batch
 
 class Turns:
     """Lets batches pass one point one at a time, in batch order."""
@@ -94,6 +98,7 @@ class Generation:
         for entry in self.resumed.log:
             self.totals.add_entry(entry)
         self.teacher = teacher
+        self.bad_answers = BadAnswerStreak(config.max_bad_answers)  # counted afresh by each run
         self.stopped: str | None = None
         self.progress: ProgressBar | None = None
 
@@ -129,10 +134,7 @@ class Generation:
                           self.resumed.orphans, time.monotonic() - started)
 
     async def _run_batches(self) -> None:
-        if self.config.pipeline == "self-instruct":
-            from pacos.self_instruct.two_stage import two_stage_batch as run_batch
-        else:
-            run_batch = alpaca_batch
+        run_batch = two_stage_batch if self.config.pipeline == "self-instruct" else alpaca_batch
         next_batch = self.resumed.next_batch
         self.turns = {name: Turns(next_batch) for name in ("screen", "commit")}
         jobs: set[asyncio.Task] = set()
@@ -158,25 +160,20 @@ class Generation:
                     for slot in range(self.config.batch_size)]
         return [build_prompt(e) for e in examples], min(k, len(self.seeds)) + 1
 
-    def screen(self, candidates: list[Candidate], discards: Counter):
-        """Alpaca's filters, then the novelty check; returns (candidate, decision) for the novel ones, in order."""
-        passed = []
-        for candidate in candidates:
-            reason = rejection_reason(candidate)
-            if reason:
-                discards[reason] += 1
-            else:
-                passed.append(candidate)
-        novel = []
-        for candidate, decision in zip(passed, self.deduper.add_batch([c.instruction for c in passed])):
-            if decision.kept:
-                novel.append((candidate, decision))
-            else:
+    def screen(self, candidates: list[Candidate], discards: Counter) -> list:
+        """Alpaca's filters, then the novelty check: per candidate, in order, its novelty decision if it is
+        kept, else its discard reason (a str, also counted in `discards`)."""
+        outcomes: list = [rejection_reason(c) for c in candidates]
+        discards.update(reason for reason in outcomes if reason)
+        passed = [i for i, reason in enumerate(outcomes) if not reason]
+        for i, decision in zip(passed, self.deduper.add_batch([candidates[i].instruction for i in passed])):
+            outcomes[i] = decision if decision.kept else "similar"
+            if not decision.kept:
                 discards["similar"] += 1
-        return novel
+        return outcomes
 
-    def commit(self, batch: int, records: list[dict], entry: dict) -> None:
-        """Write a batch (cut at the target), count it, and decide whether to stop."""
+    def commit(self, batch: int, records: list[dict], entry: dict, problems: list[Problem | None]) -> None:
+        """Write a batch (cut at the target), count it and its bad answers, and decide whether to stop."""
         records = records[: max(0, self.config.num_instructions - self.totals.kept)]
         entry.update(batch=batch, kept=len(records), time=round(time.time(), 3))
         self.store.commit(records, entry)
@@ -184,20 +181,9 @@ class Generation:
         self.machine_instructions += [(batch, r["instruction"]) for r in records]
         self.progress.update(self.totals)
         self.check_stop()
-
-
-def record(candidate: Candidate, decision, batch: int, **extra) -> dict:
-    """An output record: trainable fields first, then where it came from and how novel it was."""
-    return {"instruction": candidate.instruction, "input": candidate.input, "output": candidate.output,
-            **extra, "similarity": decision.score, "nearest": decision.nearest, "batch": batch}
-
-
-def raw_entry(pipeline: str, prompts: list[str], reply: Reply, discards: Counter, **extra) -> dict:
-    """The sidecar-log line of a batch (its `batch`, `kept` and `time` are added at commit)."""
-    return {"pipeline": pipeline, "prompts": prompts,
-            "answers": [{"text": a.text, "finish_reason": a.finish_reason, "error": a.error} for a in reply.answers],
-            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
-            "requests": reply.requests, "seconds": round(reply.seconds, 3), "discards": dict(discards), **extra}
+        self.bad_answers.add(problems)
+        if self.stopped is None:
+            self.bad_answers.check()  # raises, with the batch already committed
 
 
 async def alpaca_batch(gen: Generation, batch: int) -> None:
@@ -207,17 +193,23 @@ async def alpaca_batch(gen: Generation, batch: int) -> None:
     async with gen.turns["screen"].turn(batch):
         if gen.stopped:
             return
-        discards, candidates = Counter(), []
-        for answer in reply.answers:
+        discards, candidates, owners, cuts = Counter(), [], [], []
+        for i, answer in enumerate(reply.answers):
             if answer.error:
                 discards["unparseable_response"] += 1
+                cuts.append(0)
                 continue
             parsed = parse_answer(answer.text, first_number, answer.finish_reason)
             discards["malformed"] += parsed.malformed
             discards["truncated"] += parsed.truncated
             candidates += parsed.candidates
-        records = [record(c, d, batch) for c, d in gen.screen(candidates, discards)]
-        gen.commit(batch, records, raw_entry("alpaca", prompts, reply, +discards))
+            owners += [i] * len(parsed.candidates)
+            cuts.append(parsed.truncated)
+        outcomes = gen.screen(candidates, discards)
+        records = [record(c, o, batch) for c, o in zip(candidates, outcomes) if not isinstance(o, str)]
+        problems = [answer_problem(a.error, a.text, cuts[i], [o for o, w in zip(outcomes, owners) if w == i])
+                    for i, a in enumerate(reply.answers)]
+        gen.commit(batch, records, raw_entry("alpaca", prompts, reply, +discards), problems)
 
 
 async def run_generation(config: SelfInstructConfig, teacher: Teacher | None = None) -> RunSummary:

@@ -1,20 +1,25 @@
 """Crash-safe run files: kept records appended to OUT.jsonl, one raw-log line per committed batch beside it.
 
 Each batch is committed in order: its kept records are appended to OUT.jsonl and flushed, then its log line
-(prompts, raw answers, usage, timing, discards) is appended to OUT.raw.jsonl. A batch counts as done only
-once its log line is whole, so on resume a torn last line in either file is cut off, records of a batch
-without a log line (killed between the two writes) are cut off too, and generation continues with the next
-batch: nothing is duplicated, and only batches in flight are lost.
+(prompts, raw answers cut at RAW_TEXT_CAP characters, usage, timing, discards) is appended to OUT.raw.jsonl.
+A batch counts as done only once its log line is whole, so on resume a torn last line in either file is cut
+off, records of a batch without a log line (killed between the two writes) are cut off too, and generation
+continues with the next batch: nothing is duplicated, and only batches in flight are lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacos.errors import DataError
+from pacos.self_instruct.client import Reply
+from pacos.self_instruct.parse import Candidate
+
+RAW_TEXT_CAP = 64 * 1024  # characters of one answer kept in the raw log; a real answer is ~15 KB
 
 
 def raw_log_path(out: str | os.PathLike) -> Path:
@@ -63,6 +68,28 @@ def read_appended_jsonl(path: Path) -> tuple[list[tuple[dict, int]], int, bool]:
             items.append((obj, end))
         offset = end
     return items, (items[-1][1] if items else 0), torn
+
+
+def record(candidate: Candidate, decision, batch: int, **extra) -> dict:
+    """An output record: trainable fields first, then where it came from and how novel it was."""
+    return {"instruction": candidate.instruction, "input": candidate.input, "output": candidate.output,
+            **extra, "similarity": decision.score, "nearest": decision.nearest, "batch": batch}
+
+
+def capped_text(text: str) -> dict:
+    """An answer's text for the raw log: at most RAW_TEXT_CAP characters, and how many were cut if any."""
+    if len(text) <= RAW_TEXT_CAP:
+        return {"text": text}
+    return {"text": text[:RAW_TEXT_CAP], "cut_chars": len(text) - RAW_TEXT_CAP}
+
+
+def raw_entry(pipeline: str, prompts: list[str], reply: Reply, discards: Counter, **extra) -> dict:
+    """The sidecar-log line of a batch (its `batch`, `kept` and `time` are added at commit)."""
+    return {"pipeline": pipeline, "prompts": prompts,
+            "answers": [{**capped_text(a.text), "finish_reason": a.finish_reason, "error": a.error}
+                        for a in reply.answers],
+            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+            "requests": reply.requests, "seconds": round(reply.seconds, 3), "discards": dict(discards), **extra}
 
 
 class RunStore:

@@ -12,9 +12,11 @@ import random
 import re
 from collections import Counter
 
+from pacos.self_instruct.bad_answers import answer_problem
 from pacos.self_instruct.client import Reply
 from pacos.self_instruct.parse import Candidate
 from pacos.self_instruct.prompt import NO_INPUT, SeedTask
+from pacos.self_instruct.store import RAW_TEXT_CAP, raw_entry, record
 
 SEED_EXAMPLES, MACHINE_EXAMPLES = 6, 2
 # Machine examples for batch b come from batches before b - LAG, which are committed by then whatever the
@@ -81,8 +83,6 @@ def _sample(items: list, k: int, rng: random.Random) -> list:
 
 async def two_stage_batch(gen, batch: int) -> None:
     """One batch of the two-stage pipeline, committed in order like Alpaca's."""
-    from pacos.self_instruct.loop import raw_entry, record
-
     cfg = gen.config
     if batch - LAG - 1 >= gen.resumed.next_batch:
         await gen.turns["commit"].passed(batch - LAG - 1)
@@ -94,22 +94,26 @@ async def two_stage_batch(gen, batch: int) -> None:
         rng.shuffle(shown)
         prompts.append(bootstrap_prompt(shown))
     reply = await gen.teacher.complete(prompts, ["\n\n", f"Task {SEED_EXAMPLES + MACHINE_EXAMPLES + 8}:"])
-    discards, candidates = Counter(), []
+    discards, candidates, owners, cuts = Counter(), [], [], []
     async with gen.turns["screen"].turn(batch):
         if gen.stopped:
             return
-        for answer in reply.answers:
+        for i, answer in enumerate(reply.answers):
+            found, cut = [], 0
             if answer.error:
                 discards["unparseable_response"] += 1
-                continue
-            found, cut = parse_bootstrap(answer.text, answer.finish_reason)
-            discards["truncated"] += cut
+            else:
+                found, cut = parse_bootstrap(answer.text, answer.finish_reason)
+                discards["truncated"] += cut
             candidates += [Candidate(text, "", "-") for text in found]  # the output is judged after stage 2
-        novel = gen.screen(candidates, discards)
+            owners += [i] * len(found)
+            cuts.append(cut)
+        outcomes = gen.screen(candidates, discards)
+    novel = [(i, candidates[i], o) for i, o in enumerate(outcomes) if not isinstance(o, str)]
     rng = random.Random(f"{cfg.seed}:{batch}:instances")
-    stage2 = await asyncio.gather(*(_instance(gen, c.instruction, rng.random()) for c, _ in novel))
-    records, pool_extra, steps = [], [], []
-    for (candidate, decision), (step, classification, instance, usage) in zip(novel, stage2):
+    stage2 = await asyncio.gather(*(_instance(gen, c.instruction, rng.random()) for _, c, _ in novel))
+    records, pool_extra, steps, kept = [], [], [], Counter()
+    for (i, candidate, decision), (step, classification, instance, usage) in zip(novel, stage2):
         steps.append(step)
         reply.prompt_tokens += usage.prompt_tokens
         reply.completion_tokens += usage.completion_tokens
@@ -120,11 +124,16 @@ async def two_stage_batch(gen, batch: int) -> None:
             continue
         records.append(record(Candidate(candidate.instruction, *instance), decision, batch,
                               is_classification=classification))
+        kept[owners[i]] += 1
+    # A stage-1 answer counts as usable only if one of its instructions became a record: a teacher that
+    # writes new instructions but never an instance gives nothing either.
+    problems = [answer_problem(a.error, a.text, cuts[i], [o for o, w in zip(outcomes, owners) if w == i], kept[i])
+                for i, a in enumerate(reply.answers)]
     async with gen.turns["commit"].turn(batch):
         if gen.stopped:
             return
         gen.commit(batch, records, raw_entry("self-instruct", prompts, reply, +discards, stage2=steps,
-                                             pool_extra=pool_extra))
+                                             pool_extra=pool_extra), problems)
 
 
 async def _instance(gen, instruction: str, draw: float):
@@ -133,7 +142,7 @@ async def _instance(gen, instruction: str, draw: float):
     usage = Reply()
     ask = classify_prompt(_sample(gen.seeds, CLASSIFY_EXAMPLES, rng), instruction)
     answer = await gen.teacher.complete([ask], ["\n"])
-    verdict = answer.answers[0].text.strip().lower()
+    verdict = answer.answers[0].text.strip()[:100].lower()
     classification = verdict.startswith("yes")
     pool = [s for s in gen.seeds if s.is_classification == classification] or gen.seeds
     make = instance_prompt(_sample(pool, INSTANCE_EXAMPLES, rng), instruction, classification)
@@ -144,5 +153,5 @@ async def _instance(gen, instruction: str, draw: float):
         usage.prompt_tokens += reply.prompt_tokens
         usage.completion_tokens += reply.completion_tokens
         usage.requests += reply.requests
-    step = {"instruction": instruction, "classify": verdict, "prompt": make, "answer": text}
+    step = {"instruction": instruction, "classify": verdict, "prompt": make, "answer": text[:RAW_TEXT_CAP]}
     return step, classification, instance, usage

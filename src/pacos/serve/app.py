@@ -1,37 +1,64 @@
 """The FastAPI app: OpenAI-compatible endpoints, the web chat page, and the feedback endpoint it votes through.
 
 Bodies are read and validated by hand (protocol.py) so every bad request gets an OpenAI-shaped 4xx;
-anything unexpected is a 500 in the same shape. Generations run on the backend; the handlers only
+anything unexpected is a 500 in the same shape, without internals. Writes are same-origin JSON only
+(access.py). Parsing, templating and tokenization run on a small thread pool, never on the event loop,
+so no single request can stall the others or /health. Generations run on the backend; the handlers only
 stream or collect their events, and cancel them when the client goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from pacos.data import strict_json
 from pacos.data.records import Conversation
 from pacos.errors import PacosError
+from pacos.infer.generate import SamplingError
 from pacos.serve import protocol as P
+from pacos.serve.access import key_matches, key_refusal, write_refusal
 from pacos.serve.backends import Backend, Generation, QueueFull
 from pacos.serve.protocol import APIError
 
 MAX_BODY_BYTES = 4 << 20
 RETRY_AFTER_SECONDS = 2
+# Threads for per-request CPU work (JSON parsing, templating, tokenization), so the event loop only moves
+# bytes: a few, because they share two cores with the engine, and a bound keeps many big requests queued
+# instead of all running at once.
+PREP_WORKERS = 2
+log = logging.getLogger("pacos.serve")
 
 
 def create_app(backend: Backend, served_name: str, api_key: str | None = None, feedback=None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    app = FastAPI(title="pacos serve", docs_url=None, redoc_url=None, openapi_url=None)
+               max_body_bytes: int = MAX_BODY_BYTES, max_choices: int = P.MAX_N,
+               allow_origins: tuple[str, ...] = ()) -> FastAPI:
+    prep = ThreadPoolExecutor(PREP_WORKERS, thread_name_prefix="pacos-prep")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        prep.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="pacos serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     created = int(time.time())
+    allowed_origins = frozenset(o.rstrip("/").lower() for o in allow_origins)
+    if allowed_origins:  # deliberate cross-origin use: browsers must also be able to preflight and read
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(APIError)
     async def _api_error(request, exc: APIError):
@@ -49,98 +76,116 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
 
     @app.exception_handler(Exception)
     async def _server_error(request, exc):
-        return JSONResponse(APIError(500, f"internal error: {type(exc).__name__}: {exc}", "server_error").body(),
+        # Starlette re-raises after this answer, so uvicorn logs the traceback; the client gets no internals.
+        return JSONResponse(APIError(500, "internal error; see the server log", "server_error").body(),
                             status_code=500)
 
-    def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(token.encode(), api_key.encode()):
-            raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
-                           "given to pacos serve --api-key", code="invalid_api_key")
+    async def authorize(request: Request) -> None:
+        refusal = key_refusal(request.headers, api_key)
+        if refusal:
+            raise refusal
+
+    async def guard_write(request: Request) -> None:
+        """State-changing endpoints: same-origin JSON only (403/415), then the key (401)."""
+        refusal = write_refusal(request.headers, allowed_origins) or key_refusal(request.headers, api_key)
+        if refusal:
+            raise refusal
+
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(prep, fn, *args)
 
     def check_model(name: str) -> None:
         if name != served_name:
             raise APIError(404, f"The model '{name}' does not exist; this server serves '{served_name}'",
                            param="model", code="model_not_found")
 
-    async def read_json(request: Request):
+    def check_choices(n: int, prompts: int) -> None:
+        if n * prompts > max_choices:
+            raise P.bad(f"This request asks for {n * prompts} choices (n={n} x {prompts} prompts); this server "
+                        f"allows at most {max_choices} per request (pacos serve --max-choices-per-request)",
+                        "n", "request_too_large")
+
+    async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body_bytes:
             raise _too_large(max_body_bytes)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                raise _too_large(max_body_bytes)
         try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise P.bad(f"the request body is not valid JSON: {e}") from None
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body_bytes:
+                    raise _too_large(max_body_bytes)
+        except ClientDisconnect:  # nobody is left to answer; an error response goes nowhere, quietly
+            raise APIError(400, "the client disconnected before sending the whole body") from None
+        return bytes(body)
+
+    def prepare_chat(raw: bytes) -> tuple[P.GenerationRequest, list[int]]:
+        req = P.parse_chat_request(_parse_json(raw))
+        check_model(req.model)
+        check_choices(req.n, 1)
+        try:
+            return req, backend.encode_chat(Conversation(req.messages))
+        except PacosError as e:
+            raise P.bad(str(e), "messages") from None
+
+    def prepare_completion(raw: bytes) -> tuple[P.GenerationRequest, list[list[int]]]:
+        req = P.parse_completion_request(_parse_json(raw))
+        check_model(req.model)
+        check_choices(req.n, len(req.prompts))
+        prompts = [p if isinstance(p, list) else backend.encode_text(p) for p in req.prompts]
+        vocab = len(backend.tokenizer) if backend.tokenizer is not None else None
+        if vocab and any(not 0 <= t < vocab for p in prompts for t in p):
+            raise P.bad(f"'prompt' holds a token id outside this model's vocabulary (0..{vocab - 1})", "prompt")
+        return req, prompts
 
     @app.get("/", response_class=HTMLResponse)
     async def index():
         return resources.files("pacos.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        """Liveness for anyone; the queue figures only for holders of the key (or when there is none)."""
+        if api_key is not None and not key_matches(request.headers, api_key):
+            return {"status": "ok"}
         return {"status": "ok", "model": served_name, "engine": backend.engine, **backend.stats()}
 
-    @app.get("/v1/models")
-    async def models(request: Request):
-        authorize(request)
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    async def models():
         return {"object": "list", "data": [P.model_card(served_name, created)]}
 
-    @app.get("/v1/models/{name:path}")
-    async def model(name: str, request: Request):
-        authorize(request)
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(authorize)])
+    async def model(name: str):
         check_model(name)
         return P.model_card(served_name, created)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=[Depends(guard_write)])
     async def chat_completions(request: Request):
-        authorize(request)
-        req = P.parse_chat_request(await read_json(request))
-        check_model(req.model)
-        try:
-            prompt = backend.encode_chat(Conversation(req.messages))
-        except PacosError as e:
-            raise P.bad(str(e), "messages") from None
+        req, prompt = await off_loop(prepare_chat, await read_body(request))
         gens = start(req, [prompt] * req.n, chat=True)
         rid = P.new_id("chatcmpl")
         if req.stream:
             return _sse(stream_chat(rid, req, gens, len(prompt)))
-        texts, finishes = await collect(gens, request)
+        texts, finishes = await collect(rid, gens, request)
         return P.chat_response(rid, served_name, texts, finishes, _usage(gens, len(prompt)))
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", dependencies=[Depends(guard_write)])
     async def completions(request: Request):
-        authorize(request)
-        req = P.parse_completion_request(await read_json(request))
-        check_model(req.model)
-        prompts = [p if isinstance(p, list) else backend.encode_text(p) for p in req.prompts]
-        vocab = len(backend.tokenizer) if backend.tokenizer is not None else None
-        if vocab and any(not 0 <= t < vocab for p in prompts for t in p):
-            raise P.bad(f"'prompt' holds a token id outside this model's vocabulary (0..{vocab - 1})", "prompt")
+        req, prompts = await off_loop(prepare_completion, await read_body(request))
         # Choices are ordered prompt by prompt, n per prompt (OpenAI's order).
         gens = start(req, [p for p in prompts for _ in range(req.n)], chat=False)
         rid = P.new_id("cmpl")
+        prompt_tokens = sum(len(p) for p in prompts)
         if req.stream:
-            return _sse(stream_completion(rid, req, gens, sum(len(p) for p in prompts)))
-        texts, finishes = await collect(gens, request)
-        return P.completion_response(rid, served_name, texts, finishes,
-                                     _usage(gens, sum(len(p) for p in prompts)))
+            return _sse(stream_completion(rid, req, gens, prompt_tokens))
+        texts, finishes = await collect(rid, gens, request)
+        return P.completion_response(rid, served_name, texts, finishes, _usage(gens, prompt_tokens))
 
-    @app.post("/feedback")
+    @app.post("/feedback", dependencies=[Depends(guard_write)])
     async def post_feedback(request: Request):
         """From the web page: a response it showed (stored once), optionally with a vote on it."""
-        authorize(request)
         if feedback is None:
             raise APIError(404, "feedback is off on this server (started with --no-feedback)", code="not_found")
-        body = await read_json(request)
-        item = _parse_feedback(body)
+        item = await off_loop(lambda raw: _parse_feedback(_parse_json(raw)), await read_body(request))
         try:
             await asyncio.to_thread(feedback.record, model=served_name, revision=backend.revision,
                                     template=backend.template.name if backend.template else "", **item)
@@ -162,34 +207,42 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         except PacosError as e:
             for g in gens:
                 g.cancel()
-            raise P.bad(str(e), "messages" if chat else "prompt") from None
+            raise P.bad(str(e), e.param if isinstance(e, SamplingError) else "messages" if chat else "prompt") from None
         return gens
 
     async def stream_chat(rid, req, gens, prompt_tokens):
+        extra = {"usage": None} if req.include_usage else {}  # OpenAI: null on every chunk but the usage one
         for i in range(len(gens)):
-            yield P.chat_chunk(rid, served_name, i, {"role": "assistant", "content": ""})
-        async for i, ev, last in _merged(gens):
+            yield P.chat_chunk(rid, served_name, i, {"role": "assistant", "content": "", "refusal": None}) | extra
+        async for i, ev in _merged(gens):
             if ev.finish_reason == "error":
-                yield _stream_error(ev)
+                yield _stream_error(rid, ev)
                 return
-            # Usage rides on the last chunk, or comes alone after it when the client asked OpenAI's way.
-            yield P.chat_chunk(rid, served_name, i, {"content": ev.delta} if ev.delta else {}, ev.finish_reason,
-                               _usage(gens, prompt_tokens) if last and not req.include_usage else None)
+            yield P.chat_chunk(rid, served_name, i, {"content": ev.delta} if ev.delta else {}, ev.finish_reason) | extra
         if req.include_usage:
-            yield P.chat_chunk(rid, served_name, None, {}, use=_usage(gens, prompt_tokens))
+            yield P.usage_chunk(rid, served_name, "chat.completion.chunk", _usage(gens, prompt_tokens))
 
     async def stream_completion(rid, req, gens, prompt_tokens):
-        async for i, ev, last in _merged(gens):
+        extra = {"usage": None} if req.include_usage else {}
+        async for i, ev in _merged(gens):
             if ev.finish_reason == "error":
-                yield _stream_error(ev)
+                yield _stream_error(rid, ev)
                 return
-            yield P.completion_chunk(rid, served_name, i, ev.delta, ev.finish_reason,
-                                     _usage(gens, prompt_tokens) if last and not req.include_usage else None)
+            yield P.completion_chunk(rid, served_name, i, ev.delta, ev.finish_reason) | extra
         if req.include_usage:
-            yield P.completion_chunk(rid, served_name, None, "", use=_usage(gens, prompt_tokens))
+            yield P.usage_chunk(rid, served_name, "text_completion", _usage(gens, prompt_tokens))
 
     app.state.backend, app.state.feedback = backend, feedback
     return app
+
+
+def _parse_json(raw: bytes):
+    """The body through the one strict JSON reader: NaN, huge integers, deep nesting, duplicate keys and lone
+    surrogates are 400s here, never a crash (or a NaN in the sampler) later."""
+    try:
+        return strict_json.loads(raw)
+    except strict_json.JSONInputError as e:
+        raise P.bad(f"the request body is not valid JSON: {e}") from None
 
 
 def _choice_sampling(req: P.GenerationRequest, backend: Backend, prompt_ids, index: int, chat: bool):
@@ -207,8 +260,7 @@ def _usage(gens: list[Generation], prompt_tokens: int) -> dict:
 
 
 async def _merged(gens: list[Generation]):
-    """(index, event, last) from every generation as they come (`last`: no other choice is still running);
-    cancels them all if the consumer stops."""
+    """(index, event) from every generation as they come; cancels them all if the consumer stops."""
     queue: asyncio.Queue = asyncio.Queue()
 
     async def pump(i, gen):
@@ -222,7 +274,7 @@ async def _merged(gens: list[Generation]):
             i, ev = await queue.get()
             if ev.finish_reason is not None:
                 remaining -= 1
-            yield i, ev, remaining == 0
+            yield i, ev
     finally:
         for t in tasks:
             t.cancel()
@@ -230,14 +282,14 @@ async def _merged(gens: list[Generation]):
             g.cancel()
 
 
-async def collect(gens: list[Generation], request: Request) -> tuple[list[str], list[str]]:
+async def collect(rid: str, gens: list[Generation], request: Request) -> tuple[list[str], list[str]]:
     """Whole texts of every generation; a client that disconnects while waiting cancels them."""
     texts, finishes = [""] * len(gens), [""] * len(gens)
 
     async def drain():
-        async for i, ev, _ in _merged(gens):
+        async for i, ev in _merged(gens):
             if ev.finish_reason == "error":
-                raise APIError(500, ev.error or "generation failed", "server_error")
+                raise _generation_failed(rid, ev)
             texts[i] += ev.delta
             if ev.finish_reason:
                 finishes[i] = ev.finish_reason
@@ -267,8 +319,14 @@ def _sse(chunks) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _stream_error(ev) -> str:
-    return json.dumps(APIError(500, ev.error or "generation failed", "server_error").body())
+def _generation_failed(rid: str, ev) -> APIError:
+    """A row the engine ended with an error: only this request fails; the reason goes to the log, not out."""
+    log.error("request %s: %s", rid, ev.error or "generation failed")
+    return APIError(500, "generation failed for this request; see the server log", "server_error")
+
+
+def _stream_error(rid: str, ev) -> str:
+    return json.dumps(_generation_failed(rid, ev).body())
 
 
 def _too_large(limit: int) -> APIError:

@@ -21,6 +21,12 @@ def register(sub) -> None:
                    help="chat template (default: the one the model was trained with, else the model's own)")
     p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together in each step")
     p.add_argument("--max-queue", type=int, default=64, help="waiting sequences before answering 503")
+    p.add_argument("--max-choices-per-request", type=int, metavar="N",
+                   help="most choices (n x prompts) one request may ask for, so no client takes every slot "
+                        "(default: --max-batch)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (e.g. https://app.example) whose pages may also call this server; repeatable "
+                        "(by default only the server's own page may)")
     p.add_argument("--feedback-db", help="SQLite file for votes (default: feedback.sqlite3 in the user data dir)")
     p.add_argument("--no-feedback", action="store_true", help="don't store votes from the web page")
     p.set_defaults(func=_serve)
@@ -51,6 +57,13 @@ def _serve(args) -> int:
         raise PacosError(f"--port {args.port}: must be 0-65535")
     if args.max_batch < 1 or args.max_queue < 0:
         raise PacosError("--max-batch must be >= 1 and --max-queue >= 0")
+    max_choices = args.max_batch if args.max_choices_per_request is None else args.max_choices_per_request
+    if max_choices < 1:
+        raise PacosError("--max-choices-per-request must be >= 1")
+    for origin in args.allow_origin:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            raise PacosError(f"--allow-origin {origin}: give an origin, scheme://host[:port] (no path), "
+                             "e.g. https://app.example")
     try:
         import uvicorn
 
@@ -61,9 +74,11 @@ def _serve(args) -> int:
     from pacos.serve.feedback import FeedbackStore, default_feedback_path
 
     name = args.served_name or served_name_for(args.model)
-    backend = load_backend(args.backend, args.model, args.template, args.max_batch, args.max_queue)
+    # The database first: a bad --feedback-db fails in a moment, not after the model has loaded.
     feedback = None if args.no_feedback else FeedbackStore(args.feedback_db or default_feedback_path())
-    app = create_app(backend, name, api_key=args.api_key, feedback=feedback)
+    backend = load_backend(args.backend, args.model, args.template, args.max_batch, args.max_queue)
+    app = create_app(backend, name, api_key=args.api_key, feedback=feedback, max_choices=max_choices,
+                     allow_origins=tuple(args.allow_origin))
     print(f"pacos serve: model '{name}' ({backend.engine}, template {backend.template.name}) on "
           f"http://{args.host}:{args.port}  (web chat at /, OpenAI API at /v1)", file=sys.stderr)
     if feedback:

@@ -5,7 +5,8 @@ conversation up to it (system prompt included), the response text, model name an
 sampling parameters and time. A regenerated answer records which one it replaced, so the replaced one is
 kept as a rejected alternative. Votes are an append-only log ("up", "down", "clear", "flag", "unflag");
 a response's rating is its latest up/down/clear vote. SQLite in WAL mode with one connection per call:
-the server's threads and a concurrent `pacos feedback export` never block each other for long.
+the server's threads and a concurrent `pacos feedback export` never block each other for long. Export and
+stats open the file read-only (`FeedbackStore(path, create=False)`): reading never changes it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import quote
 
 from pacos.errors import PacosError
 
@@ -56,23 +58,42 @@ def context_hash(context: list[dict]) -> str:
 
 
 class FeedbackStore:
+    """The feedback database; `create=False` opens an existing one read-only (for export and stats)."""
+
     def __init__(self, path: str | Path, create: bool = True):
-        self.path = Path(path).expanduser()
-        if not create and not self.path.is_file():
+        self.path, self.read_only = Path(path).expanduser(), not create
+        if self.read_only and not self.path.is_file():
             raise PacosError(f"{self.path}: no such feedback database (pacos serve writes it; see --feedback-db)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with closing(self._connect()) as db:
+                if self.read_only:
+                    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                    if not {"responses", "votes"} <= tables:
+                        raise PacosError(f"{self.path}: not a pacos feedback database (no responses/votes tables)")
+                else:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(SCHEMA)
+        except sqlite3.Error as e:  # "file is not a database", a read-only directory, a locked file...
+            raise self._unusable(e) from None
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if self.read_only:  # mode=ro: SQLite itself refuses any write, so reading can't change the file
+                db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30,
+                                     isolation_level=None)
+            else:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         except sqlite3.Error as e:
-            raise PacosError(f"{self.path}: can't open the feedback database: {e}") from None
-        db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            raise self._unusable(e) from None
         db.row_factory = sqlite3.Row
         return db
+
+    def _unusable(self, e: sqlite3.Error) -> PacosError:
+        return PacosError(f"{self.path}: can't use it as a feedback database ({e}); give a new file or one that "
+                          "pacos serve wrote")
 
     def record(self, *, response_id: str, context: list[dict], response: str, conversation_id: str | None = None,
                model: str = "", revision: str = "", template: str = "", params: dict | None = None,

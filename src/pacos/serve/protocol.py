@@ -11,10 +11,16 @@ import uuid
 from dataclasses import dataclass, field
 
 from pacos.data.records import Message
-from pacos.infer.generate import SamplingParams
+from pacos.infer.generate import SamplingError, SamplingParams
 
 MAX_N = 16
 MAX_STOPS = 4
+# Bounds on the work one request can ask for before the model sees it. Templating renders growing prefixes
+# of a chat (quadratic in the number of messages), so both the count and the text are capped; a million
+# characters is far more than any context pacos serves, and well within the 4 MiB body cap.
+MAX_MESSAGES = 256
+MAX_MESSAGE_CHARS = 250_000
+MAX_REQUEST_CHARS = 1_000_000  # all messages, or all prompts (characters or token ids), of one request
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 CHAT_DEFAULT_MAX_TOKENS = 512  # chat has no OpenAI default but the context; a model that never stops is capped
 # Fields pacos does not implement: a request that uses them gets a clear 400, never silently other output.
@@ -25,6 +31,7 @@ UNSUPPORTED = {
     "tools": "tools / function calling is not supported by pacos serve",
     "functions": "tools / function calling is not supported by pacos serve",
     "tool_choice": "tools / function calling is not supported by pacos serve",
+    "parallel_tool_calls": "tools / function calling is not supported by pacos serve",
     "echo": "echo is not supported by pacos serve",
     "suffix": "suffix (insertion) is not supported by pacos serve",
 }
@@ -40,7 +47,16 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return {"error": {"message": encodable(self.message), "type": self.type, "param": encodable(self.param),
+                          "code": self.code}}
+
+
+def encodable(text: str | None) -> str | None:
+    """`text` with any lone surrogate written as `\\udXXX`: an error that quotes a client's text must still
+    encode as UTF-8 (JSONResponse would crash on it, turning a 400 into a 500)."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def bad(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -78,6 +94,10 @@ def parse_completion_request(body) -> GenerationRequest:
         req.prompts = list(prompt)
     else:
         raise bad("'prompt' is required: a string, a list of strings, or a list of token ids", "prompt")
+    size = sum(len(p) for p in req.prompts)
+    if size > MAX_REQUEST_CHARS:
+        raise bad(f"'prompt' holds {size} characters or token ids; at most {MAX_REQUEST_CHARS} are accepted "
+                  "in one request", "prompt", "request_too_large")
     if body.get("best_of") not in (None, 1):
         raise bad("best_of is not supported by pacos serve (use n)", "best_of")
     return req
@@ -98,18 +118,23 @@ def _parse_common(body) -> GenerationRequest:
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         _check_int(max_tokens, "max_tokens", 1)
+    seed = body.get("seed")
+    if seed is not None:
+        _check_int(seed, "seed", None)
     sampling = SamplingParams(
         max_new_tokens=max_tokens or 1,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+        temperature=_number(body, "temperature", 1.0),
+        top_p=_number(body, "top_p", 1.0),
         top_k=_integer(body, "top_k", 0, 0),
-        repetition_penalty=_number(body, "repetition_penalty", 1.0, 0.0, 10.0, low_open=True),
-        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
-        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
-        seed=body.get("seed"),
+        repetition_penalty=_number(body, "repetition_penalty", 1.0),
+        presence_penalty=_number(body, "presence_penalty", 0.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0),
+        seed=seed,
     )
-    if sampling.seed is not None:
-        _check_int(sampling.seed, "seed", None)
+    try:  # the ranges live with SamplingParams, so the server and the Python API refuse the same values
+        sampling.check()
+    except SamplingError as e:
+        raise bad(str(e), e.param) from None
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise bad("'stream' must be true or false", "stream")
@@ -127,15 +152,26 @@ def _parse_common(body) -> GenerationRequest:
 def _parse_messages(messages) -> list[Message]:
     if not isinstance(messages, list) or not messages:
         raise bad("'messages' is required: a non-empty list of {role, content}", "messages")
-    out = []
+    if len(messages) > MAX_MESSAGES:
+        raise bad(f"'messages' holds {len(messages)} messages; at most {MAX_MESSAGES} are accepted in one request",
+                  "messages", "request_too_large")
+    out, size = [], 0
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             raise bad(f"{where} must be an object with 'role' and 'content'", where)
         role = "system" if m.get("role") == "developer" else m.get("role")
+        if role in ("tool", "function"):
+            raise bad(f"{where} is a {role!r} message: tools / function calling is not supported by pacos serve",
+                      f"{where}.role")
         if role not in ("system", "user", "assistant"):
             raise bad(f"{where}.role must be 'system', 'user' or 'assistant' (got {m.get('role')!r})", f"{where}.role")
-        out.append(Message(role, _content_text(m.get("content"), f"{where}.content")))
+        text = _content_text(m.get("content"), f"{where}.content")
+        size += len(text)
+        if len(text) > MAX_MESSAGE_CHARS or size > MAX_REQUEST_CHARS:
+            raise bad(f"{where}.content is too long: at most {MAX_MESSAGE_CHARS} characters a message and "
+                      f"{MAX_REQUEST_CHARS} in all the messages of one request", f"{where}.content", "request_too_large")
+        out.append(Message(role, text))
     start = 1 if out[0].role == "system" else 0
     for i, m in enumerate(out[start:], start):
         expected = "user" if (i - start) % 2 == 0 else "assistant"
@@ -167,15 +203,13 @@ def _parse_stop(stop) -> list[str]:
     return stop
 
 
-def _number(body, name, default, low, high, low_open=False) -> float:
+def _number(body, name, default) -> float:
     value = body.get(name)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad(f"'{name}' must be a number", name)
-    if value > high or value < low or (low_open and value == low):
-        raise bad(f"'{name}' must be {'>' if low_open else '>='} {low} and <= {high} (got {value})", name)
-    return float(value)
+    return float(value)  # the range is SamplingParams.check()'s
 
 
 def _integer(body, name, default, low, high=None) -> int:
@@ -231,17 +265,15 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def chat_response(rid: str, model: str, texts: list[str], finishes: list[str], use: dict) -> dict:
-    choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None, "finish_reason": f}
-               for i, (t, f) in enumerate(zip(texts, finishes))]
+    choices = [{"index": i, "message": {"role": "assistant", "content": t, "refusal": None}, "logprobs": None,
+                "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finishes))]
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": use}
 
 
-def chat_chunk(rid: str, model: str, index: int | None, delta: dict, finish: str | None = None,
-               use: dict | None = None) -> dict:
-    choices = [] if index is None else [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
+def chat_chunk(rid: str, model: str, index: int, delta: dict, finish: str | None = None) -> dict:
     return {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use}
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
 
 def completion_response(rid: str, model: str, texts: list[str], finishes: list[str], use: dict) -> dict:
@@ -251,11 +283,15 @@ def completion_response(rid: str, model: str, texts: list[str], finishes: list[s
             "choices": choices, "usage": use}
 
 
-def completion_chunk(rid: str, model: str, index: int | None, text: str, finish: str | None = None,
-                     use: dict | None = None) -> dict:
-    choices = [] if index is None else [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]
+def completion_chunk(rid: str, model: str, index: int, text: str, finish: str | None = None) -> dict:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use}
+            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+
+def usage_chunk(rid: str, model: str, obj: str, use: dict) -> dict:
+    """The final chunk of a stream whose client asked for `stream_options.include_usage` (OpenAI's way: no
+    choices; every earlier chunk carries `"usage": null`). Without the option no chunk carries usage."""
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": [], "usage": use}
 
 
 def model_card(name: str, created: int) -> dict:
