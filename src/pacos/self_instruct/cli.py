@@ -29,8 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--temperature", type=float, default=teacher.temperature)
     t.add_argument("--top-p", type=float, default=teacher.top_p)
     t.add_argument("--max-tokens", type=int, default=teacher.max_tokens, help="per answer")
-    t.add_argument("--timeout", type=float, default=teacher.timeout, help="seconds per attempt")
+    t.add_argument("--timeout", type=float, default=teacher.timeout,
+                   help="seconds for one whole attempt, body included; then it is retried")
     t.add_argument("--max-retries", type=int, default=teacher.max_retries, help="retries of a failing request")
+    t.add_argument("--max-response-bytes", type=int, default=teacher.max_response_bytes,
+                   help="larger responses are refused unread and count as bad answers (default 4 MiB)")
+    t.add_argument("--max-bad-answers", type=int, default=run.max_bad_answers,
+                   help="answers in a row with no usable task that end the run (default 20)")
     g = p.add_argument_group("generation")
     g.add_argument("--seed-tasks", help="Self-Instruct seed file, e.g. ../shared/data/seed_tasks.jsonl")
     g.add_argument("--num-instructions", type=int, default=run.num_instructions, help="kept records to reach")
@@ -62,9 +67,12 @@ def _generate(args) -> int:
         raise PacosError("pacos self-instruct needs --seed-tasks FILE and --out FILE.jsonl")
     if args.max_cost is not None and not (args.price_in or args.price_out):
         raise PacosError("--max-cost needs --price-in and --price-out (dollars per 1M tokens)")
-    for name in ("num_instructions", "concurrency", "batch_size", "prompt_examples", "max_tokens"):
+    for name in ("num_instructions", "concurrency", "batch_size", "prompt_examples", "max_tokens",
+                 "max_response_bytes", "max_bad_answers"):
         if getattr(args, name) < 1:
             raise PacosError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.timeout > 0 or args.timeout == float("inf"):
+        raise PacosError("--timeout must be a positive number of seconds")
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
     if not api_key and args.teacher_url.rstrip("/") == OPENAI_URL:
         raise PacosError("no API key for OpenAI: pass --api-key or set OPENAI_API_KEY (or point --teacher-url "
@@ -73,11 +81,13 @@ def _generate(args) -> int:
         url=args.teacher_url, model=args.teacher_model, api=args.api, api_key=api_key,
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, concurrency=args.concurrency,
         requests_per_minute=args.requests_per_minute, timeout=args.timeout, max_retries=args.max_retries,
+        max_response_bytes=args.max_response_bytes,
     )
     config = SelfInstructConfig(
         seed_tasks=args.seed_tasks, out=args.out, num_instructions=args.num_instructions, pipeline=args.pipeline,
         prompt_examples=args.prompt_examples, batch_size=args.batch_size, threshold=args.threshold,
         seed=args.seed, price_in=args.price_in, price_out=args.price_out, max_cost=args.max_cost,
+        max_bad_answers=args.max_bad_answers,
         progress=False if args.no_progress else None, teacher=teacher,
     )
     print(generate(config))
