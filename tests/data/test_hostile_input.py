@@ -131,6 +131,11 @@ def test_system_field_is_checked_because_templates_and_conversion_use_it(tmp_pat
      "messages", "record 1 of 1: messages[0]: extra field 'role' has the name of a field this format writes"),
     ({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}], "messages": 1},
      "messages", "record 1 of 1: extra field 'messages' has the name of a field this format writes"),
+    # Found by the fuzz test: an extra field named like another format's key changed the written file's format.
+    ({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}], "messages": None},
+     "jsonl", "record 1 of 1: its extra field 'messages' would make the written record read as messages"),
+    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "instances": []},
+     "alpaca", "record 1 of 1: its extra field 'instances' would make the written record read as self-instruct"),
 ])
 def test_conversion_refuses_fields_that_would_overwrite_the_converted_record(tmp_path, capsys, record, to, reason):
     # Written as is, these made files that the next `pacos data validate` rejects.
