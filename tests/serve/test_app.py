@@ -116,3 +116,17 @@ def test_auth_is_required_when_a_key_is_set(path):
     client = app_client(StandIn(), api_key="k")
     r = client.get(path) if path.endswith("models") else client.post(path, json=CHAT)
     assert r.status_code == 401
+
+
+def test_allow_origin_opens_cors_for_that_origin_only():
+    client = app_client(StandIn([Event("a", "stop", 1)]), allow_origins=("https://app.example",))
+    preflight = client.options("/v1/chat/completions", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,authorization"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "https://app.example"
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"Origin": "https://app.example"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    assert client.post("/v1/chat/completions", json=CHAT, headers={"Origin": "https://other.example"}).status_code == 403
+    closed = app_client(StandIn([Event("a", "stop", 1)]))  # without the flag: no preflight passes
+    assert "access-control-allow-origin" not in closed.options("/v1/chat/completions", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST"}).headers

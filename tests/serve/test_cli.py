@@ -17,3 +17,19 @@ def test_serve_setup_errors(tiny_model_dir, args, message):
         pytest.skip("vllm is installed here")
     r = run_pacos("serve", *[a.format(model=tiny_model_dir) for a in args], timeout=120)
     assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_feedback_db_that_is_not_sqlite_is_one_line(tiny_model_dir, tmp_path):
+    junk = tmp_path / "votes.sqlite3"
+    junk.write_text("these are my notes, not a database\n" * 50)
+    r = run_pacos("serve", tiny_model_dir, "--feedback-db", junk, timeout=120)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(junk) in r.stderr and "not a database" in r.stderr
+    assert junk.read_text().startswith("these are my notes")  # left as it was
+
+
+@pytest.mark.parametrize("flag", [["--allow-origin", "evil.example"], ["--allow-origin", "http://a.example/path"],
+                                  ["--max-choices-per-request", "0"]])
+def test_bad_access_flags_are_one_line(tiny_model_dir, flag):
+    r = run_pacos("serve", tiny_model_dir, *flag, timeout=120)
+    assert r.returncode != 0 and flag[0] in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -75,3 +75,31 @@ def test_feedback_commands(store, tmp_path):
     missing = run_pacos("feedback", "stats", tmp_path / "nope.sqlite3")
     assert missing.returncode != 0 and "no such feedback database" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_stats_and_export_never_write_the_database(store, tmp_path):
+    before = store.path.read_bytes(), store.path.stat().st_mtime_ns
+    stats = run_pacos("feedback", "stats", store.path, "--json", check=True)
+    assert json.loads(stats.stdout)["responses"] == 5
+    run_pacos("feedback", "export", store.path, "--format", "dpo", "--out", tmp_path / "p.jsonl", check=True)
+    assert (store.path.read_bytes(), store.path.stat().st_mtime_ns) == before
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # SQLite itself refuses: opened mode=ro
+        with FeedbackStore(store.path, create=False)._connect() as db:
+            db.execute("DELETE FROM votes")
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 40, None])
+def test_unusable_files_are_one_line_errors(tmp_path, content):
+    path = tmp_path / "other.sqlite3"
+    if content is None:  # a real SQLite file, but some other program's
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (t TEXT)")
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    r = run_pacos("feedback", "stats", path)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and str(path) in r.stderr, r.stderr
+    assert path.read_bytes() == before
+    if content is not None:
+        with pytest.raises(PacosError, match="not a database"):
+            FeedbackStore(path)  # what pacos serve --feedback-db gets
