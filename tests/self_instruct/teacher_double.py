@@ -3,11 +3,13 @@
 Answers are the realistic numbered task lists, made deterministically from the prompt (so reruns and resumes
 see the same answers): real Alpaca instructions, junk that each filter must drop, exact and near duplicates,
 sometimes cut at the token limit. Faults (429 with Retry-After, 500, slow answers, dropped connections, junk
-bodies, 401) are queued with `fail_next`.
+bodies, 401) are queued with `fail_next`; a hostile teacher (`always`) answers every request one bad way
+(HOSTILE: a web page, no choices, prose, truncated JSON, a trickle of bytes, an endless body, ...).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import random
@@ -83,10 +85,20 @@ def answer_for(prompt: str, chat: bool) -> tuple[str, str]:
     return " " + text.split("Instruction:", 1)[1].lstrip(), finish
 
 
+# Ways a 200 answer can be useless; each a fault name for `fail_next` or `always`.
+HOSTILE = ("html", "choices_empty", "choices_null", "prose", "truncated", "not_object", "long_prose", "gzip",
+           "huge", "huge_declared", "trickle")
+PROSE = "I am sorry, but as a language model I would rather talk about the weather today."
+
+
 class TeacherDouble:
     def __init__(self, api_key: str | None = None, model: str = "teacher-double", delay: float = 0.0):
         self.api_key, self.model, self.delay = api_key, model, delay
         self.faults: list[str] = []
+        self.always: str | None = None  # the fault of every request with none queued
+        self.trickle_interval = 0.4  # seconds between the bytes of a "trickle" answer
+        self.huge_sent = 0  # bytes of "huge" bodies actually written before the client hung up
+        self.closed = threading.Event()
         self.requests: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.answer = answer_for
@@ -103,6 +115,7 @@ class TeacherDouble:
             self.faults += faults
 
     def close(self) -> None:
+        self.closed.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -129,7 +142,7 @@ class TeacherDouble:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with double.lock:
                     double.requests.append({"path": self.path, "body": body, "time": time.monotonic()})
-                    fault = double.faults.pop(0) if double.faults else None
+                    fault = double.faults.pop(0) if double.faults else double.always
                 if double.api_key and self.headers.get("Authorization") != f"Bearer {double.api_key}":
                     return self._json(401, {"error": {"message": "Incorrect API key provided", "type":
                                                       "invalid_request_error", "code": "invalid_api_key"}})
@@ -146,16 +159,26 @@ class TeacherDouble:
                     return
                 if fault == "slow":
                     time.sleep(3)
-                if fault == "junk":
+                if fault in ("junk", "html"):
                     return self._raw(200, b"<html>gateway says hi</html>", "text/html")
+                if fault == "huge":
+                    return self._endless()
                 if double.delay:
                     time.sleep(double.delay)
+                response = self._response(body, PROSE * 4000 if fault == "long_prose" else PROSE if fault == "prose"
+                                          else None)
+                if fault in HOSTILE:
+                    return self._hostile(fault, response)
+                self._json(200, response)
+
+            def _response(self, body, same_text=None):
+                """A well-formed answer to the request: the double's own tasks, or `same_text` for every prompt."""
                 chat = self.path.endswith("/chat/completions")
                 prompts = [body["messages"][-1]["content"]] if chat else body["prompt"]
                 prompts = [prompts] if isinstance(prompts, str) else prompts
                 choices = []
                 for i, prompt in enumerate(prompts):
-                    text, finish = double.answer(prompt, chat)
+                    text, finish = double.answer(prompt, chat) if same_text is None else (same_text, "stop")
                     choice = {"index": i, "finish_reason": finish}
                     choice.update({"message": {"role": "assistant", "content": text}} if chat else
                                   {"text": text, "logprobs": None})
@@ -164,9 +187,57 @@ class TeacherDouble:
                          "completion_tokens": sum(len(c.get("text", c.get("message", {}).get("content", "")).split())
                                                   for c in choices)}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-                self._json(200, {"id": "cmpl-1", "object": "chat.completion" if chat else "text_completion",
-                                 "created": int(time.time()), "model": double.model, "choices": choices,
-                                 "usage": usage})
+                return {"id": "cmpl-1", "object": "chat.completion" if chat else "text_completion",
+                        "created": int(time.time()), "model": double.model, "choices": choices, "usage": usage}
+
+            def _hostile(self, fault, response):
+                data = json.dumps(response).encode()
+                if fault in ("choices_empty", "choices_null"):
+                    return self._json(200, {**response, "choices": [] if fault == "choices_empty" else None})
+                if fault == "truncated":
+                    return self._raw(200, data[: len(data) // 2], "application/json")
+                if fault == "not_object":
+                    return self._json(200, [response])
+                if fault == "gzip":
+                    return self._raw(200, gzip.compress(data), "application/json", {"Content-Encoding": "gzip"})
+                if fault == "huge_declared":  # says 100 GB up front, sends a little
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(100 * 2**30))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.close_connection = True
+                    return
+                if fault == "trickle":  # a whole, valid answer, one byte at a time
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    for i in range(len(data)):
+                        if double.closed.wait(double.trickle_interval):
+                            break
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self._json(200, response)  # prose, long_prose: valid JSON, useless text
+
+            def _endless(self):
+                """A JSON body without a length, sent in chunks for as long as the client reads (up to 1 GiB)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b" " * 65536
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (2, b'{"'))
+                    for _ in range(2**30 // len(chunk)):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        with double.lock:
+                            double.huge_sent += len(chunk)
+                except OSError:  # the client hung up: what it should do
+                    pass
 
             def _json(self, status, obj, headers=None):
                 self._raw(status, json.dumps(obj).encode(), "application/json", headers)

@@ -165,7 +165,7 @@ class Teacher:
                 async with self._slots:
                     # The whole attempt, body included: httpx's timeouts are per read, so a teacher sending
                     # a byte a second would never trip them.
-                    reply = await asyncio.wait_for(self._call(prompts, stop), cfg.timeout)
+                    reply = await _within(cfg.timeout, self._call(prompts, stop))
                 reply.requests, reply.seconds = attempt, time.monotonic() - started
                 return reply
             except (UnparseableResponse, self._refused) as e:
@@ -214,6 +214,16 @@ class Teacher:
             return (f"teacher at {cfg.url} has no model {cfg.model!r} or no {cfg.api} endpoint (HTTP 404: "
                     f"{detail}); check --teacher-url, --teacher-model and --api")
         return f"teacher at {cfg.url} refused the request (HTTP {status}: {detail}); check the flags"
+
+
+async def _within(seconds: float, call):
+    """`call`'s result, or asyncio.TimeoutError after `seconds`. asyncio.timeout where there is one (3.11+):
+    3.11's wait_for swallows a cancellation that arrives as the call completes, and a batch cancelled at the
+    end of a run then waited forever for its turn."""
+    if not hasattr(asyncio, "timeout"):
+        return await asyncio.wait_for(call, seconds)
+    async with asyncio.timeout(seconds):
+        return await call
 
 
 def read_reply(body: bytes, api: str, n_prompts: int) -> Reply:
