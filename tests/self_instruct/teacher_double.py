@@ -107,7 +107,7 @@ class TeacherDouble:
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # clients hanging up mid-request are expected
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()  # quick close
 
     def fail_next(self, *faults: str) -> None:
         """Queue faults: "429", "429ms", "500", "slow", "drop", "junk"; each serves one request."""

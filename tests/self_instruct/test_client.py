@@ -1,13 +1,16 @@
-"""The teacher client against the loopback double: retries, Retry-After, timeouts, rate limit, fatal errors."""
+"""The teacher client: retries, Retry-After, the deadline, the size cap, rate limit, fatal errors, body reading."""
 
 import asyncio
+import json
 import random
 import socket
 import time
 
 import pytest
 
-from pacos.self_instruct.client import Teacher, TeacherConfig, TeacherError, parse_retry_after, retry_delay
+from pacos.self_instruct.client import (
+    Teacher, TeacherConfig, TeacherError, UnparseableResponse, parse_retry_after, read_reply, retry_delay,
+)
 
 
 def config(teacher, **overrides):
@@ -110,3 +113,63 @@ def test_unreachable_teacher():
     cfg = TeacherConfig(url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, backoff_base=0.01)
     with pytest.raises(TeacherError, match=f"127.0.0.1:{port}/v1 still failing after 2 attempts \\(APIConnectionError"):
         complete(cfg, [PROMPT])
+
+
+def response_body(choices, usage=None):
+    return json.dumps({"id": "x", "object": "text_completion", "created": 0, "model": "m", "choices": choices,
+                       **({"usage": usage} if usage is not None else {})}).encode()
+
+
+def test_read_reply_orders_choices_and_reads_usage_defensively():
+    body = response_body([{"index": 1, "text": "b", "finish_reason": "length"}, {"index": 0, "text": "a"}],
+                         {"prompt_tokens": 7, "completion_tokens": True})
+    reply = read_reply(body, "completions", 2)
+    assert [(a.text, a.finish_reason) for a in reply.answers] == [("a", None), ("b", "length")]
+    assert (reply.prompt_tokens, reply.completion_tokens) == (7, 0)  # a bool is no count
+    chat = response_body([{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": 3}])
+    assert [(a.text, a.finish_reason) for a in read_reply(chat, "chat", 1).answers] == [("", None)]
+
+
+@pytest.mark.parametrize("body, api, reason", [
+    (b"<html>hi</html>", "completions", "not JSON (malformed JSON: Expecting value): '<html>hi</html>'"),
+    (response_body([{"text": "a"}])[:30], "completions", "not JSON (malformed JSON"),
+    (b'{"choices": [{"text": "a"}], "usage": {"prompt_tokens": NaN}}', "completions", "not JSON (NaN"),
+    (b'{"choices": [{"text": "\\ud800"}]}', "completions", "not JSON ("),
+    (b'{"choices": [], "choices": [{"text": "a"}]}', "completions", "not JSON (duplicate key"),
+    (b'[{"text": "a"}]', "completions", "JSON but not an object"),
+    (b'{"choices": null}', "completions", "no list of choices (choices: 'None')"),
+    (b'{"choices": ["a"]}', "completions", "no list of choices"),
+    (b'{"choices": []}', "completions", "0 choices for 1 prompt(s)"),
+    (b'{"choices": [{"text": ["a"]}]}', "completions", "a choice without text"),
+    (b'{"choices": [{"message": {"content": 5}}]}', "chat", "a choice without text"),
+])
+def test_read_reply_refuses_what_is_not_a_response(body, api, reason):
+    with pytest.raises(UnparseableResponse) as info:
+        read_reply(body, api, 1)
+    assert str(info.value).startswith(reason)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_hostile_retry_after_values_are_ignored_or_capped():
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({"retry-after": "Wed, 99 Oct 2015 07:28:00 GMT"}) is None
+    assert parse_retry_after({"retry-after": "nan"}) is None
+    assert retry_delay(1, parse_retry_after({"retry-after": "1e400"}), 1.0, 60.0, random.Random(0)) <= 60.1
+
+
+def test_deadline_covers_the_whole_body_not_each_read(teacher):
+    teacher.fail_next("trickle")  # a byte every 0.4 s: no read ever waits long, the whole takes minutes
+    started = time.monotonic()
+    [reply] = complete(config(teacher, timeout=1.0), [PROMPT])
+    assert reply.requests == 2 and reply.answers[0].text  # timed out once, then retried and answered
+    assert 1.0 <= time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("fault, reason", [("gzip", "a compressed response (gzip)"),
+                                           ("huge_declared", "over --max-response-bytes 100000"),
+                                           ("huge", "over --max-response-bytes 100000 (stopped reading there)")])
+def test_refused_bodies_are_bad_answers_not_retries(teacher, fault, reason):
+    teacher.fail_next(fault)
+    [reply] = complete(config(teacher, max_response_bytes=100_000), [PROMPT, PROMPT])
+    assert reply.requests == 1 and all(reason in a.error for a in reply.answers)
+    assert teacher.huge_sent < 16 * 2**20  # the endless body was not read to its end (1 GiB)

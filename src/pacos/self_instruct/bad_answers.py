@@ -51,10 +51,10 @@ def answer_problem(error: str | None, text: str, cut: int, outcomes: list, kept:
         return Problem("unparseable", f"no numbered tasks in it: {preview!r}")
     reasons = Counter(o for o in outcomes if isinstance(o, str))
     novel = len(outcomes) - sum(reasons.values())
-    if novel == 0 and set(reasons) == {"similar"}:
-        return Problem("similar", f"all {len(outcomes)} of its tasks were near-duplicates of earlier ones")
     if novel == 0:
         counts = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+        if "similar" in reasons:  # some passed the filters, and were old news
+            return Problem("similar", f"none of its {len(outcomes)} tasks was new ({counts})")
         return Problem("filtered", f"none of its {len(outcomes)} tasks passed the filters ({counts})")
     if kept == 0:
         return Problem("no_instance", f"none of its {novel} new instructions got a usable instance")
@@ -62,7 +62,7 @@ def answer_problem(error: str | None, text: str, cut: int, outcomes: list, kept:
 
 
 class BadAnswerStreak:
-    """Counts consecutive bad answers; `check` raises once `limit` of them end a committed batch."""
+    """Counts consecutive bad answers; `error` gives the error to stop with once `limit` of them end a batch."""
 
     def __init__(self, limit: int):
         self.limit, self.count, self.last = limit, 0, None
@@ -72,10 +72,11 @@ class BadAnswerStreak:
             self.count = self.count + 1 if problem else 0
             self.last = problem or self.last
 
-    def check(self) -> None:
+    def error(self) -> TooManyBadAnswers | None:
         if self.count >= self.limit and self.last:
-            raise TooManyBadAnswers(
-                f"the teacher's last {self.count} answers had no usable tasks ({self.last.detail}); "
+            return TooManyBadAnswers(
+                f"the teacher's last {self.count} answers had no usable tasks (last: {self.last.detail}); "
                 f"{HINTS[self.last.kind]}. Batches committed so far are kept: rerun the same command to resume "
                 "(--max-bad-answers sets how many bad answers in a row end a run)"
             )
+        return None

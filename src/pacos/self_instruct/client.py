@@ -231,14 +231,14 @@ def read_reply(body: bytes, api: str, n_prompts: int) -> Reply:
     try:
         response = loads(body)
     except JSONInputError as e:
-        raise UnparseableResponse(f"the teacher's answer is not JSON ({e.reason}): {_preview(body)}") from None
+        raise UnparseableResponse(f"not JSON ({e.reason}): {_preview(body)}") from None
     if not isinstance(response, dict):
-        raise UnparseableResponse(f"the teacher's answer is JSON but not an object: {_preview(body)}")
+        raise UnparseableResponse(f"JSON but not an object: {_preview(body)}")
     choices = response.get("choices")
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise UnparseableResponse(f"the teacher's answer has no list of choices (choices: {_preview(choices)})")
+        raise UnparseableResponse(f"no list of choices (choices: {_preview(choices)})")
     if len(choices) != n_prompts:
-        raise UnparseableResponse(f"the teacher's answer has {len(choices)} choices for {n_prompts} prompt(s)")
+        raise UnparseableResponse(f"{len(choices)} choices for {n_prompts} prompt(s)")
     if all(isinstance(c.get("index"), int) for c in choices):
         choices = sorted(choices, key=lambda c: c["index"])
     answers = []
@@ -246,7 +246,7 @@ def read_reply(body: bytes, api: str, n_prompts: int) -> Reply:
         message = choice.get("message") if api == "chat" else choice
         text = message.get("content" if api == "chat" else "text") if isinstance(message, dict) else None
         if text is not None and not isinstance(text, str):
-            raise UnparseableResponse(f"the teacher's answer has a non-text choice: {_preview(choice)}")
+            raise UnparseableResponse(f"a choice without text: {_preview(choice)}")
         finish = choice.get("finish_reason")
         answers.append(Answer(text or "", finish if isinstance(finish, str) else None))
     usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}

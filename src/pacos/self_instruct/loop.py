@@ -182,8 +182,10 @@ class Generation:
         self.progress.update(self.totals)
         self.check_stop()
         self.bad_answers.add(problems)
-        if self.stopped is None:
-            self.bad_answers.check()  # raises, with the batch already committed
+        error = self.bad_answers.error() if self.stopped is None else None
+        if error:
+            self.stopped = "bad-answers"  # batches answered already must not commit after this one
+            raise error
 
 
 async def alpaca_batch(gen: Generation, batch: int) -> None:

@@ -38,8 +38,7 @@ class CappedStream(http.AsyncByteStream):
         async for chunk in self._inner:
             total += len(chunk)
             if total > self._max:
-                raise ResponseRefused(f"the teacher's response is over --max-response-bytes {self._max} "
-                                      "(stopped reading there)")
+                raise ResponseRefused(f"response over --max-response-bytes {self._max} (stopped reading there)")
             yield chunk
 
     async def aclose(self) -> None:
@@ -60,9 +59,9 @@ class CappedTransport(http.AsyncBaseTransport):
         length = response.headers.get("content-length", "").strip()
         problem = None
         if encoding not in ("", "identity"):
-            problem = f"the teacher sent a compressed response ({encoding[:40]}) although asked for identity"
+            problem = f"a compressed response ({encoding[:40]}) although identity was asked for"
         elif length.isdigit() and (len(length) > 18 or int(length) > self.max_bytes):
-            problem = f"the teacher's response of {length[:20]} bytes is over --max-response-bytes {self.max_bytes}"
+            problem = f"a response of {length[:20]} bytes, over --max-response-bytes {self.max_bytes}"
         if problem:
             await response.aclose()
             raise ResponseRefused(problem)
