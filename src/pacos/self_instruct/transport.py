@@ -50,7 +50,9 @@ class CappedTransport(http.AsyncBaseTransport):
 
     def __init__(self, max_bytes: int, inner=None):
         self.max_bytes = max_bytes
-        self._inner = inner or http.AsyncHTTPTransport()
+        # No connection limit here: the Teacher's --concurrency slots bound the requests in flight, and a pool
+        # wait would eat into an attempt's deadline.
+        self._inner = inner or http.AsyncHTTPTransport(limits=http.Limits(max_connections=None))
 
     async def handle_async_request(self, request):
         request.headers["Accept-Encoding"] = "identity"
