@@ -12,7 +12,9 @@ import textwrap
 import pytest
 
 from pacos.cli import INTERNAL_ERROR_EXIT, main
-from pacos.data.formats import load_records, read_raw, write_objects
+from pacos.data.atomic_write import write_objects
+from pacos.data.formats import load_records
+from pacos.data.raw_files import read_raw
 from pacos.data.validate import validate_file
 from pacos.errors import DataError
 
@@ -202,9 +204,9 @@ def test_written_files_get_the_umask_mode_or_keep_the_replaced_files_mode(tmp_pa
 
 CRASHING_WRITER = textwrap.dedent("""
     import os, signal, sys
-    from pacos.data import formats
+    from pacos.data import atomic_write
     os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # die after writing, before the rename
-    formats.write_objects([{"instruction": "x", "output": "y"}] * 1000, sys.argv[1], as_lines=True)
+    atomic_write.write_objects([{"instruction": "x", "output": "y"}] * 1000, sys.argv[1], as_lines=True)
 """)
 
 

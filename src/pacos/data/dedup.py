@@ -19,7 +19,8 @@ import numpy as np
 from rapidfuzz.distance import Indel, LCSseq
 from rapidfuzz.process import cdist
 
-from pacos.data.formats import read_raw, write_objects
+from pacos.data.atomic_write import write_objects
+from pacos.data.raw_files import read_raw
 from pacos.errors import DataError
 
 # rouge_score's DefaultTokenizer(use_stemmer=False): lowercase, non-[a-z0-9] runs become spaces, split,

@@ -18,6 +18,7 @@ MAX_DEPTH = 100  # arrays/objects nested in each other; a chat request or a Shar
 MAX_INT_DIGITS = 100  # no count, id or seed is longer; Python refuses past 4,300 digits anyway
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SPACE = re.compile(r"[ \t\r\n]*")
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a lone surrogate gets into parsed text
 
 
@@ -72,8 +73,8 @@ def loads(text: str | bytes) -> object:
             raise JSONInputError(f"not UTF-8: byte 0x{text[e.start]:02x} at byte offset {e.start}") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    obj, end = decode_at(text, _skip_space(text, 0))
-    end = _skip_space(text, end)
+    obj, end = decode_at(text, skip_space(text, 0))
+    end = skip_space(text, end)
     if end != len(text):
         raise JSONInputError("extra data after the JSON value", *line_col(text, end))
     return obj
@@ -171,10 +172,9 @@ def _locate(reason: str, text: str, pos: int) -> tuple[int | None, int | None]:
     return None, None
 
 
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+def skip_space(text: str, pos: int) -> int:
+    """The index of the first non-whitespace character (JSON's whitespace) at or after `pos`."""
+    return _SPACE.match(text, pos).end()
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pacos.data.formats import DataFileError, Problem, check_format, detect_raw, read_raw, scan_records
+from pacos.data.formats import check_format, detect_raw, scan_records
+from pacos.data.raw_files import DataFileError, Problem, read_raw
 
 __all__ = ["Problem", "validate_file"]
 

@@ -201,7 +201,8 @@ def feedback_stats(responses: list[dict], votes: int) -> dict:
 def export_feedback(db: str | Path, fmt: str, out: str | Path, sft_style: str = "messages") -> int:
     """Write the SFT records or DPO pairs of `db` to `out` as JSONL (sft_style alpaca: Alpaca records, a JSON
     array when `out` ends in .json; multi-turn conversations have no Alpaca form and are left out)."""
-    from pacos.data.formats import save_records, write_objects
+    from pacos.data.atomic_write import write_objects
+    from pacos.data.formats import save_records
     from pacos.data.records import Conversation, Message
 
     responses = FeedbackStore(db, create=False).responses()
