@@ -118,9 +118,6 @@ def _parse_common(body) -> GenerationRequest:
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         _check_int(max_tokens, "max_tokens", 1)
-    seed = body.get("seed")
-    if seed is not None:
-        _check_int(seed, "seed", None)
     sampling = SamplingParams(
         max_new_tokens=max_tokens or 1,
         temperature=_number(body, "temperature", 1.0),
@@ -129,9 +126,9 @@ def _parse_common(body) -> GenerationRequest:
         repetition_penalty=_number(body, "repetition_penalty", 1.0),
         presence_penalty=_number(body, "presence_penalty", 0.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0),
-        seed=seed,
+        seed=body.get("seed"),
     )
-    try:  # the ranges live with SamplingParams, so the server and the Python API refuse the same values
+    try:  # the types and ranges live with SamplingParams, so the server and the Python API refuse the same values
         sampling.check()
     except SamplingError as e:
         raise bad(str(e), e.param) from None
