@@ -28,6 +28,7 @@ from pacos.self_instruct.prompt import STOP_SEQUENCES, build_prompt, load_seed_t
 from pacos.self_instruct.store import RunStore, raw_entry, record
 from pacos.self_instruct.two_stage import two_stage_batch
 
+
 class Turns:
     """Lets batches pass one point one at a time, in batch order."""
 
