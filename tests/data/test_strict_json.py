@@ -33,6 +33,13 @@ def test_refused_with_reason_and_place(text, reason, line):
     assert "\n" not in str(e.value)
 
 
+def test_a_refused_value_is_placed_outside_the_strings_that_mention_it():
+    text = '{"instruction": "NaN or 1e999 here", "output": NaN}'
+    with pytest.raises(JSONInputError) as e:
+        loads(text)
+    assert e.value.colno == text.index("NaN}") + 1
+
+
 def test_valid_json_reads_as_json_does():
     text = '{"a": [1, -2.5e3, "\\ud83d\\ude00 \\u00e9", null, true], "b": {"c": ""}, "big": ' + "9" * 100 + "}"
     assert loads(text) == json.loads(text)

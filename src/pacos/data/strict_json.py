@@ -166,9 +166,10 @@ def _locate(reason: str, text: str, pos: int) -> tuple[int | None, int | None]:
                 "too large": r"-?\d+(?:\.\d+)?[eE]\+?\d{3,}"}
     for key, pattern in patterns.items():
         if key in reason:
-            m = re.compile(pattern).search(text, pos)
-            if m:
-                return line_col(text, m.start())
+            # Strings are matched too, and passed over, so a "NaN" inside one is not taken for the value.
+            for m in re.compile(r'"(?:[^"\\]|\\.)*"|' + pattern).finditer(text, pos):
+                if not m.group().startswith('"'):
+                    return line_col(text, m.start())
     return None, None
 
 
