@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from pacos.data import strict_json
 from pacos.data.records import Conversation, Message
 from pacos.errors import PacosError
 from pacos.infer.generate import SamplingParams
@@ -114,7 +115,7 @@ class ChatSession:
 
     def load(self, path: str | Path) -> None:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = strict_json.loads(Path(path).read_bytes())  # its JSONInputError is a ValueError
         except (OSError, ValueError) as e:
             raise PacosError(f"{path}: can't read a conversation: {e}") from None
         raw = data.get("messages") if isinstance(data, dict) else data
