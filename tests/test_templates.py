@@ -4,7 +4,7 @@ import pytest
 
 from pacos.data.records import Conversation, Example, Message
 from pacos.errors import PacosError
-from pacos.templates import get_template, render_alpaca_prompt
+from pacos.prompting.templates import get_template, render_alpaca_prompt
 
 # Copied by hand from stanford_alpaca train.py PROMPT_DICT.
 STANFORD_INPUT = (

@@ -75,7 +75,7 @@ def test_token_counts_use_encode_record(monkeypatch):
         calls.append((template, max_len))
         return types.SimpleNamespace(input_ids=list(record.output))
 
-    monkeypatch.setitem(sys.modules, "pacos.train.tokenize", types.SimpleNamespace(encode_record=encode_record))
+    monkeypatch.setitem(sys.modules, "pacos.prompting.encode", types.SimpleNamespace(encode_record=encode_record))
     records = [Example("i", "", "x" * n) for n in (3, 5, 10)]
     stats = compute_stats(records, tokenizer=object(), template="alpaca", max_len=4)
     assert calls == [("alpaca", None)] * 3  # whole sequences: truncation would hide what exceeds max_len

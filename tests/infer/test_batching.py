@@ -6,12 +6,15 @@ import torch
 from pacos.data.records import Example
 from pacos.errors import PacosError
 from pacos.infer.batching import BatchEngine, QueueFull, Sequence
-from pacos.infer.generate import Generator, SamplingParams
+from pacos.infer.hf_engine import TransformersEngine
+from pacos.infer.params import SamplingParams
 
 
 @pytest.fixture(scope="module")
 def gen(tiny_model_dir):
-    return Generator.load(str(tiny_model_dir))
+    """The model, tokenizer and prompt encoding of the engine every command uses (its own loop stays idle)."""
+    with TransformersEngine.load(str(tiny_model_dir), kind="instruction") as engine:
+        yield engine
 
 
 def reference(gen, ids, n):
@@ -23,7 +26,7 @@ def reference(gen, ids, n):
 
 
 def test_staggered_admission_and_departure_match_single_generation(gen):
-    prompts = [gen.prompt_ids(Example(text)) for text in ("hello there", "sort: 3 1 2 and more words", "x")]
+    prompts = [gen.encode(Example(text)) for text in ("hello there", "sort: 3 1 2 and more words", "x")]
     lengths = [24, 6, 16]  # the middle one leaves early, so its cache row is dropped mid-batch
     engine = BatchEngine(gen.model, gen.tokenizer, max_batch=8)
     seqs = []
@@ -41,7 +44,7 @@ def test_staggered_admission_and_departure_match_single_generation(gen):
 
 
 def test_cancel_drops_the_row_and_leaves_the_others_intact(gen):
-    a, b = gen.prompt_ids(Example("first prompt")), gen.prompt_ids(Example("second, longer prompt here"))
+    a, b = gen.encode(Example("first prompt")), gen.encode(Example("second, longer prompt here"))
     events = []
     engine = BatchEngine(gen.model, gen.tokenizer)
     sa = Sequence(a, SamplingParams(max_new_tokens=12), lambda d, f: events.append(("a", d, f)))
@@ -60,7 +63,7 @@ def test_cancel_drops_the_row_and_leaves_the_others_intact(gen):
 
 
 def test_stop_strings_eos_and_events(gen):
-    ids = gen.prompt_ids(Example("hello there"))
+    ids = gen.encode(Example("hello there"))
     full = gen.tokenizer.decode(reference(gen, ids, 20), skip_special_tokens=True)
     stop = next(c for c in full[3:] if c.isalnum())
     seen = []
@@ -70,7 +73,7 @@ def test_stop_strings_eos_and_events(gen):
     assert "".join(d for d, _ in seen) == seq.text and seen[-1][1] == "stop"
     first = reference(gen, ids, 1)[0]
     seq = BatchEngine(gen.model, gen.tokenizer).run(
-        Sequence(ids, SamplingParams(max_new_tokens=20), lambda d, f: None, eos_ids=frozenset([first])))
+        Sequence(ids, SamplingParams(max_new_tokens=20), lambda d, f: None, stop_ids=frozenset([first])))
     assert seq.finish_reason == "stop" and seq.output_ids == [first] and seq.text == ""
 
 
@@ -86,7 +89,7 @@ def test_queue_bound_and_context_check(gen):
 
 
 def test_seeded_sampling_is_reproducible_in_a_batch(gen):
-    ids = gen.prompt_ids(Example("tell me"))
+    ids = gen.encode(Example("tell me"))
     p = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=7)
     engine = BatchEngine(gen.model, gen.tokenizer)
     seqs = [Sequence(ids, p, lambda d, f: None) for _ in range(3)]

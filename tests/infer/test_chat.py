@@ -11,7 +11,8 @@ import pytest
 from pacos.data.records import Conversation, Message
 from pacos.errors import PacosError
 from pacos.infer.chat import ChatSession, fit_history
-from pacos.infer.generate import Generator, SamplingParams
+from pacos.infer.hf_engine import TransformersEngine
+from pacos.infer.params import SamplingParams
 
 
 def test_fit_history_drops_oldest_turn_pairs_and_keeps_the_system_prompt():
@@ -25,15 +26,15 @@ def test_fit_history_drops_oldest_turn_pairs_and_keeps_the_system_prompt():
         fit_history(msgs, length, 2)
 
 
-@pytest.fixture(scope="module")
-def session_parts(tiny_model_dir):
-    gen = Generator.load(str(tiny_model_dir), None, [Conversation([])])  # chat: the model's own template
-    return gen.model, gen.tokenizer, gen.template
+@pytest.fixture()
+def engine(tiny_model_dir):
+    with TransformersEngine.load(str(tiny_model_dir), kind="conversation") as engine:  # the model's own template
+        yield engine
 
 
-def test_session_trims_to_the_context_and_streams(session_parts, tmp_path):
-    session = ChatSession(*session_parts, SamplingParams(max_new_tokens=8), system="Be brief.")
-    session.engine.context = 140  # room for about two turns of this chat template
+def test_session_trims_to_the_context_and_streams(engine, tmp_path):
+    session = ChatSession(engine, SamplingParams(max_new_tokens=8), system="Be brief.")
+    session.engine.context_length = 140  # room for about two turns of this chat template
     deltas = []
     for i in range(4):
         answer, dropped = session.reply(f"question number {i}", deltas.append)
@@ -41,11 +42,11 @@ def test_session_trims_to_the_context_and_streams(session_parts, tmp_path):
     assert dropped >= 1 and len(session.turns) == 8  # the session keeps everything; only the prompt is trimmed
     ids, _ = session.prompt_ids()
     assert len(ids) + 8 <= 140
-    text = session.tokenizer.decode(ids)
+    text = session.engine.tokenizer.decode(ids)
     assert "Be brief." in text and "question number 3" in text and "question number 0" not in text
 
     session.save(tmp_path / "c.json")
-    other = ChatSession(*session_parts, SamplingParams(max_new_tokens=8))
+    other = ChatSession(engine, SamplingParams(max_new_tokens=8))
     other.load(tmp_path / "c.json")
     assert other.messages == session.messages and other.system == "Be brief."
     (tmp_path / "bad.json").write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}')
@@ -57,8 +58,8 @@ def test_session_trims_to_the_context_and_streams(session_parts, tmp_path):
         other.set_params(["top_p=2"])
 
 
-def test_regenerate_replaces_the_last_answer(session_parts):
-    session = ChatSession(*session_parts, SamplingParams(max_new_tokens=6, temperature=1.0, seed=1))
+def test_regenerate_replaces_the_last_answer(engine):
+    session = ChatSession(engine, SamplingParams(max_new_tokens=6, temperature=1.0, seed=1))
     session.reply("hi", lambda d: None)
     session.params.seed = 2
     second, _ = session.regenerate(lambda d: None)

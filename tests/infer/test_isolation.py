@@ -8,7 +8,9 @@ import torch
 
 from pacos.data.records import Example
 from pacos.infer.batching import BatchEngine, Sequence
-from pacos.infer.generate import Generator, SamplingError, SamplingParams
+from pacos.infer.files import answer_records
+from pacos.infer.hf_engine import TransformersEngine
+from pacos.infer.params import SamplingError, SamplingParams
 
 TEXTS = ("hello there", "sort: 3 1 2", "x", "a longer prompt with several words in it", "tell me", "why?")
 N = 10  # tokens per sequence
@@ -19,7 +21,7 @@ class FaultyModel:
     the next such call, once; `poison` (a Sequence) gets NaN logits on every decode pass it is in."""
 
     def __init__(self, model):
-        self.model, self.config = model, model.config
+        self.model, self.config, self.forward = model, model.config, model.forward
         self.engine = None
         self.fail_next: str | None = None
         self.poison: Sequence | None = None
@@ -40,12 +42,14 @@ class FaultyModel:
 
 @pytest.fixture(scope="module")
 def gen(tiny_model_dir):
-    return Generator.load(str(tiny_model_dir))
+    """The model, tokenizer and prompt encoding of the engine every command uses (its own loop stays idle)."""
+    with TransformersEngine.load(str(tiny_model_dir), kind="instruction") as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def prompts(gen):
-    return [gen.prompt_ids(Example(t)) for t in TEXTS]
+    return [gen.encode(Example(t)) for t in TEXTS]
 
 
 @pytest.fixture(scope="module")
@@ -185,12 +189,12 @@ def test_submit_refuses_values_that_could_not_be_sampled(gen, prompts, param, va
     assert not engine.has_work
 
 
-def test_denormal_temperature_is_greedy_in_the_engine_and_in_generate(gen, prompts, greedy_refs):
+def test_denormal_temperature_is_greedy_in_the_step_loop_and_through_the_engine(gen, prompts, greedy_refs):
     tiny = SamplingParams(max_new_tokens=N, temperature=1e-320, top_k=3, seed=5)
     seq = BatchEngine(gen.model, gen.tokenizer).run(Sequence(prompts[0], tiny, lambda d, f: None))
     assert seq.finish_reason == "length" and seq.output_ids == greedy_refs[0]
     records = [Example(t) for t in TEXTS[:2]]
-    assert gen.generate(records, tiny) == gen.generate(records, SamplingParams(max_new_tokens=N))
+    assert answer_records(gen, records, tiny) == answer_records(gen, records, SamplingParams(max_new_tokens=N))
 
 
 def test_seeds_past_64_bits_are_taken_modulo_2_64(gen, prompts):

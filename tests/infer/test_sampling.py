@@ -1,5 +1,6 @@
-"""Per-row sampling: greedy, top-k/top-p filtering, penalties as documented, seeds reproduce, and a row that
-cannot be sampled fails alone while any value that passes check() samples without NaN."""
+"""Per-row sampling: equal to transformers' logits processors on the same logits, greedy, penalties as
+documented, seeds reproduce, and a row that cannot be sampled fails alone while any value that passes
+check() samples without NaN."""
 
 import math
 
@@ -7,13 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pacos.infer.generate import GREEDY_BELOW, SamplingError, SamplingParams
+from pacos.infer.params import GREEDY_BELOW, SamplingError, SamplingParams
 from pacos.infer.sampling import (
     SamplingFailure,
     apply_penalties,
-    filter_top_k_top_p,
+    is_penalised,
     next_tokens,
     sample_row,
+    warp,
 )
 
 
@@ -26,10 +28,13 @@ class Row:
 def test_top_k_and_top_p_keep_the_right_tokens():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     kept = lambda x: torch.isfinite(x).nonzero().flatten().tolist()
-    assert kept(filter_top_k_top_p(logits, 2, 1.0)) == [0, 1]
-    assert kept(filter_top_k_top_p(logits, 0, 0.5)) == [0]  # 0.5 alone covers top_p
-    assert kept(filter_top_k_top_p(logits, 0, 0.7)) == [0, 1]
-    assert kept(filter_top_k_top_p(logits, 0, 0.01)) == [0]  # the best token always stays
+    at = lambda **kw: warp(logits, SamplingParams(temperature=1.0, **kw))
+    assert kept(at(top_k=2)) == [0, 1]
+    assert kept(at(top_p=0.5)) == [0]  # 0.5 alone covers top_p
+    assert kept(at(top_p=0.7)) == [0, 1]
+    assert kept(at(top_p=0.01)) == [0]  # the best token always stays
+    assert kept(at(min_p=0.5)) == [0, 1]  # 0.3 >= 0.5 x 0.5; 0.15 is not
+    assert kept(at(min_p=1.0)) == [0]
 
 
 def test_penalties():
@@ -115,3 +120,55 @@ def test_check_names_the_field_whatever_its_type():
             assert e.param == field and field in str(e)
         else:
             raise AssertionError(f"{field}={value!r} passed check()")
+
+
+def transformers_distribution(logits, params: SamplingParams, prompt, output):
+    """What transformers' `generate` samples from: its own processors, chained in its order."""
+    from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
+                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    chain = []
+    if params.repetition_penalty != 1.0:
+        chain.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    chain.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_k:
+        chain.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1.0:
+        chain.append(TopPLogitsWarper(params.top_p))
+    if params.min_p > 0:
+        chain.append(MinPLogitsWarper(params.min_p))
+    ids = torch.tensor([list(prompt) + list(output)])
+    return LogitsProcessorList(chain)(ids, logits[None].clone())[0].softmax(-1)
+
+
+def ours(logits, params: SamplingParams, prompt, output):
+    line = apply_penalties(logits, params, list(prompt), list(output)) if is_penalised(params) else logits
+    return warp(line, params).softmax(-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), vocab=st.integers(2, 300), scale=st.floats(0.1, 8),
+       temperature=st.floats(0.05, 2), top_k=st.integers(0, 50), top_p=st.one_of(st.just(1.0), st.floats(0.05, 1)),
+       min_p=st.one_of(st.just(0.0), st.floats(0.0, 0.5)), rep=st.one_of(st.just(1.0), st.floats(0.5, 2.0)),
+       history=st.lists(st.integers(0, 299), max_size=20))
+def test_the_sampler_equals_transformers_logits_processors(seed, vocab, scale, temperature, top_k, top_p, min_p,
+                                                           rep, history):
+    logits = torch.randn(vocab, generator=torch.Generator().manual_seed(seed)) * scale
+    history = [t % vocab for t in history]
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=rep)
+    params.check()
+    prompt, output = history[: len(history) // 2], history[len(history) // 2:]
+    theirs, mine = transformers_distribution(logits, params, prompt, output), ours(logits, params, prompt, output)
+    assert torch.equal(theirs > 0, mine > 0), "a different set of tokens can be sampled"
+    assert torch.allclose(theirs, mine, atol=1e-6, rtol=1e-4)
+
+
+def test_the_comparison_sees_a_difference():
+    """The equality above would catch a sampler that, say, ignored min_p or applied top-k before temperature."""
+    logits = torch.randn(100, generator=torch.Generator().manual_seed(0)) * 3
+    params = SamplingParams(temperature=1.0, min_p=0.2)
+    theirs = transformers_distribution(logits, params, [], [])
+    assert not torch.equal(theirs > 0, ours(logits, SamplingParams(temperature=1.0), [], []) > 0)
+    tempered = SamplingParams(temperature=0.5, top_p=0.9)
+    assert not torch.allclose(transformers_distribution(logits / 3, tempered, [], []),
+                              ours(logits / 3, SamplingParams(temperature=1.0, top_p=0.9), [], []), atol=1e-6)

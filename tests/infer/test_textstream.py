@@ -28,7 +28,7 @@ def test_flush_releases_the_tail_at_the_end():
 
 
 def test_earliest_stop_wins_and_leading_whitespace_can_be_stripped():
-    m = StopMatcher(["B", "A"], strip_leading=True)
+    m = StopMatcher(["B", "A"], strip=True)
     assert feed(m, ["\n ", " xyA", "B"]) == ["", "xy", ""]
     assert m.stopped == "A" and m.text == "xy"
 

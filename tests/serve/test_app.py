@@ -1,4 +1,4 @@
-"""The app with stand-in backends: a full queue is 503 + Retry-After, engine failures are OpenAI-shaped 500s."""
+"""The app with stand-in engines: a full queue is 503 + Retry-After, engine failures are OpenAI-shaped 500s."""
 
 from __future__ import annotations
 
@@ -6,45 +6,54 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pacos.serve.app import create_app
-from pacos.serve.backends import Backend, Event, Generation, QueueFull
+from pacos.infer.engine import Engine, Event, QueueFull, Stream
 from pacos.serve.feedback import FeedbackStore
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
-class ScriptedGeneration(Generation):
+class ScriptedStream(Stream):
     def __init__(self, events):
-        self.script, self.prompt_tokens, self.completion_tokens, self.cancelled = events, 2, 0, False
+        super().__init__()
+        self.script, self.prompt_tokens, self.tokens, self.cancelled = events, 2, 0, False
 
-    async def events(self):
+    @property
+    def completion_tokens(self):
+        return self.tokens
+
+    @property
+    def done(self):
+        return self.cancelled
+
+    async def aevents(self):
         for ev in self.script:
-            self.completion_tokens = ev.completion_tokens
+            self.tokens = ev.completion_tokens
             yield ev
 
     def cancel(self):
         self.cancelled = True
 
 
-class StandIn(Backend):
-    engine, context_length, revision = "stand-in", 64, "rev1"
+class StandIn(Engine):
+    name, context_length, revision = "stand-in", 64, "rev1"
 
     def __init__(self, script=None, full=False):
-        from pacos.templates import get_template
+        from pacos.prompting.templates import get_template
 
         self.script, self.full, self.started = script or [], full, []
         self.template = get_template("chatml")
 
-    def encode_chat(self, conv):
+    def encode(self, record, template=None):
         return [1, 2]
 
     def encode_text(self, text):
         return [1] * len(text)
 
-    def start(self, prompt_ids, sampling, stops, chat, ignore_eos=False):
+    def start(self, prompt_ids, sampling, *, stops=(), template=None, ignore_eos=False, sink=None):
         if self.full:
             raise QueueFull("3 requests are already waiting")
         self.started.append(sampling)
-        return ScriptedGeneration(self.script)
+        return ScriptedStream(self.script)
 
 
 def app_client(backend, **kw):
@@ -69,7 +78,7 @@ def test_engine_failure_is_a_500_in_openai_shape_plain_and_streamed(caplog):
 
 def test_unexpected_exception_is_a_500_without_internals():
     class Broken(StandIn):
-        def encode_chat(self, conv):
+        def encode(self, record, template=None):
             raise KeyError("secret internal detail")
 
     r = app_client(Broken()).post("/v1/chat/completions", json=CHAT)

@@ -3,7 +3,7 @@
 import pytest
 
 from pacos.data.records import Conversation, Example, Message
-from pacos.train.tokenize import IGNORE_INDEX, SkippedRecord, encode_record
+from pacos.prompting.encode import IGNORE_INDEX, SkippedRecord, encode_record
 
 
 def _ids(tok, text):
@@ -20,7 +20,7 @@ def test_alpaca_labels_cover_exactly_output_and_eos(tiny_tokenizer):
     assert enc.labels[-n_out:] == _ids(tok, "cba") + [tok.eos_token_id]
     assert enc.labels[-n_out:] == enc.input_ids[-n_out:]
     # The prompt part is exactly the stanford prompt, tokenized alone.
-    from pacos.templates import render_alpaca_prompt
+    from pacos.prompting.templates import render_alpaca_prompt
 
     assert enc.input_ids[1:-n_out] == _ids(tok, render_alpaca_prompt(ex))
 

@@ -9,7 +9,6 @@ from transformers import TrainerCallback
 from pacos.data.formats import save_records
 from pacos.data.records import Example
 from pacos.data.synth import synth_records
-from pacos.infer.generate import Generator, SamplingParams
 from pacos.models.loading import load_model
 from pacos.train.config import TrainConfig
 from pacos.train.loop import train

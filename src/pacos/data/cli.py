@@ -101,7 +101,7 @@ def _stats(args) -> int:
 
 
 def _preview(args) -> int:
-    from pacos.train.preview import preview_file
+    from pacos.prompting.preview import preview_file
 
     for block in preview_file(
         args.file, args.model, template=args.template, limit=args.limit, max_len=args.max_len,

@@ -53,7 +53,7 @@ def compute_stats(records: list[Record], tokenizer=None, template: str | None = 
 
 def _token_stats(records: list[Record], tokenizer, template: str | None, max_len: int) -> dict:
     """Lengths of the whole rendered training sequence (prompt + response + EOS), untruncated."""
-    from pacos.train.tokenize import encode_record  # lazy: needs the training stack
+    from pacos.prompting.encode import encode_record  # lazy: needs the training stack
 
     lengths = [len(encode_record(r, tokenizer, template=template, max_len=None).input_ids) for r in records]
     over = sum(1 for n in lengths if n > max_len)

@@ -11,12 +11,13 @@ shifts a sequence's positions.
 Failures stay with the requests they belong to: a row whose token cannot be chosen (non-finite logits, a
 sampling value that fails) ends with finish_reason "error" alone; a failed decode pass fails the rows in it
 and a failed prefill only the rows being admitted (retried one by one, so one bad prompt fails alone); the
-waiting queue is never failed. `BatchScheduler` runs the steps on a background thread for the server;
-`BatchEngine.run` drives one sequence in the caller's thread (terminal chat).
+waiting queue is never failed. `BatchScheduler` runs the steps on a background thread; every command
+reaches it through the engine interface (`pacos.infer.engine`).
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -24,16 +25,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from pacos.errors import PacosError
-from pacos.infer.generate import SamplingParams
+from pacos.infer.engine import QueueFull
+from pacos.infer.params import SamplingParams
 from pacos.infer.sampling import next_tokens
 from pacos.infer.textstream import IncrementalDecoder, StopMatcher
 
 # on_event(delta, finish_reason): text as it becomes final; finish_reason "stop", "length", "error" at the end.
 EventCallback = Callable[[str, "str | None"], None]
-
-
-class QueueFull(PacosError):
-    """The engine's waiting queue is at capacity (the server answers 503 with Retry-After)."""
 
 
 @dataclass(eq=False)
@@ -44,8 +42,8 @@ class Sequence:
     sampling: SamplingParams
     on_event: EventCallback
     stops: tuple[str, ...] = ()
-    eos_ids: frozenset = frozenset()
-    strip_leading: bool = False  # chat answers: drop whitespace the model puts before the answer
+    stop_ids: frozenset = frozenset()  # token ids that end the generation (EOS, a template's end of turn)
+    strip: bool = False  # an answer to a template: no whitespace around it (see StopMatcher)
     output_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     cancelled: bool = False
@@ -55,7 +53,7 @@ class Sequence:
     def __post_init__(self):
         self.generator = None
         self.decoder = None
-        self.matcher = StopMatcher(self.stops, self.strip_leading)
+        self.matcher = StopMatcher(self.stops, self.strip)
 
     @property
     def done(self) -> bool:
@@ -112,6 +110,8 @@ class BatchEngine:
         self.context = getattr(model.config, "max_position_embeddings", None)
         self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         self.device = next(model.parameters()).device
+        # transformers 5.24 renamed the forward's `past_key_values` to `cache` (the old name warns until 5.40).
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.cache = None  # DynamicCache over `running`, rows in the same order
@@ -145,7 +145,8 @@ class BatchEngine:
         return bool(self.running or self.waiting)
 
     def run(self, seq: Sequence) -> Sequence:
-        """Submit `seq` and step until it is done (single-user use: `pacos chat`)."""
+        """Submit `seq` and step until it is done, in the caller's thread (tests and tools; commands go through
+        `pacos.infer.engine`, which steps on the scheduler's thread)."""
         self.submit(seq)
         try:
             while not seq.done:
@@ -194,9 +195,8 @@ class BatchEngine:
         # The fed token's position: everything before it is in the cache.
         pos = torch.tensor([[len(s.prompt_ids) + len(s.output_ids) - 1] for s in rows], device=self.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(rows), 1))], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, past_key_values=self.cache,
-                         use_cache=True)
-        self.cache = out.past_key_values
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
+                         **{self.cache_arg: self.cache})  # the cache grows in place
         self._take(rows, next_tokens(out.logits[:, -1], rows))
 
     def _prefill_isolated(self, rows: list[Sequence]) -> None:
@@ -222,9 +222,9 @@ class BatchEngine:
             mask[i, width - len(s.prompt_ids):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=growing_cache(),
-                         use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        cache = growing_cache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                         **{self.cache_arg: cache})
         keep = mask.bool()[:, None, :, None]
         for layer in cache.layers:  # padded positions may hold NaN (fully masked rows); zero them
             layer.keys = torch.where(keep, layer.keys, 0)
@@ -287,7 +287,7 @@ class BatchEngine:
         if seq.cancelled:
             return
         seq.output_ids.append(token)
-        if token in seq.eos_ids:
+        if token in seq.stop_ids:
             self._finish(seq, "stop")
             return
         delta = seq.matcher.push(seq.decoder.push(token))

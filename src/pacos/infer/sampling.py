@@ -1,10 +1,15 @@
-"""Choosing the next token from logits, one row per sequence: penalties, temperature, top-k, top-p, seeds.
+"""The one sampler: choosing each sequence's next token from its row of logits, with its own parameters.
 
-The batching engine decodes many requests in one forward pass, each with its own sampling parameters,
-so sampling works row by row on plain tensors (greedy rows take a vectorised argmax). Penalties follow
-their sources: `repetition_penalty` as in transformers (divides positive logits, multiplies negative ones,
-over prompt and output), `presence_penalty`/`frequency_penalty` as in the OpenAI API (subtracted, over the
-output only).
+Every generating command goes through the engine, and the engine through `next_tokens`, so what is
+evaluated is what is served. Rows are independent: a batch mixes greedy and sampled requests, each with
+its own penalties, temperature, top-k, top-p, min-p and seed (greedy, unpenalised rows take one
+vectorised argmax).
+
+The order and arithmetic are transformers' logits processors' (`RepetitionPenaltyLogitsProcessor`, then
+`TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper`, `MinPLogitsWarper`, as `generate`
+chains them); tests/infer/test_sampling.py holds the two equal on the same logits. Presence and frequency
+penalties follow the OpenAI API (subtracted, over the output only), which transformers lacks; they are
+applied after the repetition penalty, before temperature, as vLLM does.
 
 A row that cannot be sampled (non-finite logits, a value that fails) gets its exception in its place, so
 the engine fails that sequence alone; for any values that pass `SamplingParams.check()` the arithmetic stays
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 
 from pacos.errors import PacosError
-from pacos.infer.generate import SamplingParams
+from pacos.infer.params import SamplingParams
 
 
 class SamplingFailure(PacosError):
@@ -45,20 +50,30 @@ def apply_penalties(logits, params: SamplingParams, prompt_ids: list[int], outpu
     return logits.clamp_(max=torch.finfo(logits.dtype).max)
 
 
-def filter_top_k_top_p(logits, top_k: int, top_p: float):
-    """Logits with everything outside the top-k and the top-p nucleus set to -inf (the best token always stays)."""
+def warp(logits, params: SamplingParams):
+    """Temperature, then top-k, top-p and min-p on one row of (penalised) logits: what is sampled from.
+
+    Tokens ruled out are -inf; the best token always stays. The logits are shifted so the best is 0 before
+    dividing by the temperature (softmax does not change, nothing overflows).
+    """
     import torch
 
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[-1]
+    top = logits.max()
+    logits = (logits.float() - top) / params.temperature
+    if params.top_k and params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        # Drop a token when the tokens before it already cover top_p.
-        drop = (cumulative - sorted_logits.softmax(-1)) >= top_p
-        drop[0] = False
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    if params.top_p < 1.0:
+        # transformers' rule: sorted ascending, drop the tokens whose cumulative mass stays <= 1 - top_p.
+        ascending, order = torch.sort(logits, descending=False)
+        drop = ascending.softmax(-1).cumsum(-1) <= (1 - params.top_p)
+        drop[-1] = False
+        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
+    if params.min_p > 0.0:
+        probs = logits.softmax(-1)
+        drop = probs < params.min_p * probs.max()
+        drop[int(torch.argmax(probs))] = False
+        logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
@@ -74,9 +89,7 @@ def sample_row(logits, params: SamplingParams, generator=None) -> int:
         return best
     if not math.isfinite(params.temperature):
         raise SamplingFailure(f"temperature {params.temperature!r} is not finite")
-    # Shifted so the best token sits at 0: whatever the temperature, nothing overflows and the softmax's sum is >= 1.
-    logits = filter_top_k_top_p((logits.float() - top) / params.temperature, params.top_k, params.top_p)
-    probs = logits.softmax(-1)
+    probs = warp(logits, params).softmax(-1)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

@@ -30,9 +30,11 @@ class IncrementalDecoder:
 class StopMatcher:
     """Accumulates text and releases what is safe to show: never a stop string, nor the start of one."""
 
-    def __init__(self, stops=(), strip_leading: bool = False):
+    def __init__(self, stops=(), strip: bool = False):
         self.stops = [s for s in stops if s]
-        self.strip_leading = strip_leading
+        # An answer to a template: whitespace the model puts before it is dropped, and whitespace at its end is
+        # held back until more text follows (so a streamed answer is the same text as a finished one).
+        self.strip = strip
         self.text = ""  # everything accepted so far (up to a stop string, which is cut)
         self.sent = 0  # how much of `text` has been released
         self.stopped: str | None = None  # the stop string that ended the text
@@ -41,7 +43,7 @@ class StopMatcher:
         """Add `delta`; returns the newly releasable text (sets `stopped` when a stop string appears)."""
         if self.stopped is not None:
             return ""
-        if self.strip_leading and not self.text:
+        if self.strip and not self.text:
             delta = delta.lstrip()
         self.text += delta
         # Only the tail can hold a new match: search from where the longest stop could start.
@@ -51,21 +53,27 @@ class StopMatcher:
         if hits:
             index, stop = min(hits)
             self.text, self.stopped = self.text[:index], stop
-            return self._release(len(self.text))
+            return self.flush()
         return self._release(len(self.text) - self._held_back())
 
     def flush(self) -> str:
-        """The rest of the text, once generation has ended for another reason."""
+        """The rest of the text, once generation has ended (without trailing whitespace when stripping)."""
+        if self.strip:
+            self.text = self.text[: max(self.sent, len(self.text.rstrip()))]
         return self._release(len(self.text))
 
     def _held_back(self) -> int:
-        """Length of the longest tail of the text that begins some stop string."""
+        """Length of the longest tail of the text that begins some stop string (and, when stripping, of the
+        whitespace before it: it is released only once non-space text follows)."""
         held = 0
         for stop in self.stops:
             for n in range(min(len(stop) - 1, len(self.text)), held, -1):
                 if self.text.endswith(stop[:n]):
                     held = n
                     break
+        if self.strip:
+            before = self.text[: len(self.text) - held]
+            held += len(before) - len(before.rstrip())
         return held
 
     def _release(self, upto: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -113,3 +114,21 @@ def first_line(e: BaseException) -> str:
     """An exception's message cut to one line: library errors can run to pages."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def model_revision(model_ref, model) -> str:
+    """The hub commit a model came from, else a short fingerprint of its local weight files."""
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    if commit:
+        return commit
+    path = Path(model_ref)
+    if not path.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("*config.json")):
+        digest.update(f.name.encode())
+        with open(f, "rb") as fh:  # head and tail: enough to tell weights apart without reading gigabytes
+            digest.update(fh.read(1 << 16))
+            fh.seek(max(0, f.stat().st_size - (1 << 16)))
+            digest.update(fh.read())
+    return digest.hexdigest()[:12]

@@ -3,7 +3,7 @@
 Bodies are read and validated by hand (protocol.py) so every bad request gets an OpenAI-shaped 4xx;
 anything unexpected is a 500 in the same shape, without internals. Writes are same-origin JSON only
 (access.py). Parsing, templating and tokenization run on a small thread pool, never on the event loop,
-so no single request can stall the others or /health. Generations run on the backend; the handlers only
+so no single request can stall the others or /health. Generations run on the engine; the handlers only
 stream or collect their events, and cancel them when the client goes away.
 """
 
@@ -26,10 +26,10 @@ from starlette.requests import ClientDisconnect
 from pacos.data import strict_json
 from pacos.data.records import Conversation
 from pacos.errors import PacosError
-from pacos.infer.generate import SamplingError
+from pacos.infer.engine import Engine, QueueFull, Stream
+from pacos.infer.params import SamplingError
 from pacos.serve import protocol as P
 from pacos.serve.access import key_matches, key_refusal, write_refusal
-from pacos.serve.backends import Backend, Generation, QueueFull
 from pacos.serve.protocol import APIError
 
 MAX_BODY_BYTES = 4 << 20
@@ -41,7 +41,7 @@ PREP_WORKERS = 2
 log = logging.getLogger("pacos.serve")
 
 
-def create_app(backend: Backend, served_name: str, api_key: str | None = None, feedback=None,
+def create_app(engine: Engine, served_name: str, api_key: str | None = None, feedback=None,
                max_body_bytes: int = MAX_BODY_BYTES, max_choices: int = P.MAX_N,
                allow_origins: tuple[str, ...] = ()) -> FastAPI:
     prep = ThreadPoolExecutor(PREP_WORKERS, thread_name_prefix="pacos-prep")
@@ -124,7 +124,7 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         check_model(req.model)
         check_choices(req.n, 1)
         try:
-            return req, backend.encode_chat(Conversation(req.messages))
+            return req, engine.encode(Conversation(req.messages))
         except PacosError as e:
             raise P.bad(str(e), "messages") from None
 
@@ -132,8 +132,8 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         req = P.parse_completion_request(_parse_json(raw))
         check_model(req.model)
         check_choices(req.n, len(req.prompts))
-        prompts = [p if isinstance(p, list) else backend.encode_text(p) for p in req.prompts]
-        vocab = len(backend.tokenizer) if backend.tokenizer is not None else None
+        prompts = [p if isinstance(p, list) else engine.encode_text(p) for p in req.prompts]
+        vocab = len(engine.tokenizer) if engine.tokenizer is not None else None
         if vocab and any(not 0 <= t < vocab for p in prompts for t in p):
             raise P.bad(f"'prompt' holds a token id outside this model's vocabulary (0..{vocab - 1})", "prompt")
         return req, prompts
@@ -147,7 +147,7 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         """Liveness for anyone; the queue figures only for holders of the key (or when there is none)."""
         if api_key is not None and not key_matches(request.headers, api_key):
             return {"status": "ok"}
-        return {"status": "ok", "model": served_name, "engine": backend.engine, **backend.stats()}
+        return {"status": "ok", "model": served_name, "engine": engine.name, **engine.stats()}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     async def models():
@@ -187,18 +187,19 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
             raise APIError(404, "feedback is off on this server (started with --no-feedback)", code="not_found")
         item = await off_loop(lambda raw: _parse_feedback(_parse_json(raw)), await read_body(request))
         try:
-            await asyncio.to_thread(feedback.record, model=served_name, revision=backend.revision,
-                                    template=backend.template.name if backend.template else "", **item)
+            await asyncio.to_thread(feedback.record, model=served_name, revision=engine.revision,
+                                    template=engine.template.name if engine.template else "", **item)
         except PacosError as e:
             raise P.bad(str(e)) from None
         return {"ok": True, "response_id": item["response_id"]}
 
-    def start(req: P.GenerationRequest, prompts: list[list[int]], chat: bool) -> list[Generation]:
-        samplings = [_choice_sampling(req, backend, ids, i, chat) for i, ids in enumerate(prompts)]  # may 400
-        gens: list[Generation] = []
+    def start(req: P.GenerationRequest, prompts: list[list[int]], chat: bool) -> list[Stream]:
+        samplings = [_choice_sampling(req, engine, ids, i, chat) for i, ids in enumerate(prompts)]  # may 400
+        gens: list[Stream] = []
         try:
             for ids, sampling in zip(prompts, samplings):
-                gens.append(backend.start(ids, sampling, req.stop, chat, ignore_eos=req.ignore_eos))
+                gens.append(engine.start(ids, sampling, stops=req.stop, template=engine.template if chat else None,
+                                        ignore_eos=req.ignore_eos))
         except QueueFull as e:
             for g in gens:
                 g.cancel()
@@ -232,7 +233,7 @@ def create_app(backend: Backend, served_name: str, api_key: str | None = None, f
         if req.include_usage:
             yield P.usage_chunk(rid, served_name, "text_completion", _usage(gens, prompt_tokens))
 
-    app.state.backend, app.state.feedback = backend, feedback
+    app.state.engine, app.state.feedback = engine, feedback
     return app
 
 
@@ -245,26 +246,26 @@ def _parse_json(raw: bytes):
         raise P.bad(f"the request body is not valid JSON: {e}") from None
 
 
-def _choice_sampling(req: P.GenerationRequest, backend: Backend, prompt_ids, index: int, chat: bool):
+def _choice_sampling(req: P.GenerationRequest, engine: Engine, prompt_ids, index: int, chat: bool):
     """This choice's sampling: the budget for this prompt, and seed + index so n choices differ but repeat."""
     from dataclasses import replace
 
-    budget = P.resolve_max_tokens(req, len(prompt_ids), backend.context_length, chat)
+    budget = P.resolve_max_tokens(req, len(prompt_ids), engine.context_length, chat)
     seed = None if req.sampling.seed is None else req.sampling.seed + index
     return replace(req.sampling, max_new_tokens=budget, seed=seed)
 
 
-def _usage(gens: list[Generation], prompt_tokens: int) -> dict:
+def _usage(gens: list[Stream], prompt_tokens: int) -> dict:
     """Prompt tokens counted once per prompt (n choices of one prompt share it), completions summed."""
     return P.usage(prompt_tokens, sum(g.completion_tokens for g in gens))
 
 
-async def _merged(gens: list[Generation]):
+async def _merged(gens: list[Stream]):
     """(index, event) from every generation as they come; cancels them all if the consumer stops."""
     queue: asyncio.Queue = asyncio.Queue()
 
     async def pump(i, gen):
-        async for ev in gen.events():
+        async for ev in gen.aevents():
             await queue.put((i, ev))
 
     tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(gens)]
@@ -282,7 +283,7 @@ async def _merged(gens: list[Generation]):
             g.cancel()
 
 
-async def collect(rid: str, gens: list[Generation], request: Request) -> tuple[list[str], list[str]]:
+async def collect(rid: str, gens: list[Stream], request: Request) -> tuple[list[str], list[str]]:
     """Whole texts of every generation; a client that disconnects while waiting cancels them."""
     texts, finishes = [""] * len(gens), [""] * len(gens)
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from pacos.errors import PacosError
+from pacos.infer.backends import DEFAULT_ENGINE, ENGINES
+from pacos.prompting.templates import TEMPLATE_NAMES
 
 
 def register(sub) -> None:
@@ -16,8 +18,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/* and /feedback")
     p.add_argument("--served-name", help="the model name clients ask for (default: the model directory's name)")
-    p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
-    p.add_argument("--template", choices=("alpaca", "vicuna", "chatml", "model"),
+    p.add_argument("--backend", choices=ENGINES, default=DEFAULT_ENGINE)
+    p.add_argument("--template", choices=TEMPLATE_NAMES,
                    help="chat template (default: the one the model was trained with, else the model's own)")
     p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together in each step")
     p.add_argument("--max-queue", type=int, default=64, help="waiting sequences before answering 503")
@@ -70,23 +72,24 @@ def _serve(args) -> int:
         from pacos.serve.app import create_app
     except ImportError as e:
         raise PacosError(f"pacos serve needs the serve extras ({e.name} is missing): pip install 'pacos[serve]'")
-    from pacos.serve.backends import load_backend
+    from pacos.infer.backends import load_engine
     from pacos.serve.feedback import FeedbackStore, default_feedback_path
 
     name = args.served_name or served_name_for(args.model)
     # The database first: a bad --feedback-db fails in a moment, not after the model has loaded.
     feedback = None if args.no_feedback else FeedbackStore(args.feedback_db or default_feedback_path())
-    backend = load_backend(args.backend, args.model, args.template, args.max_batch, args.max_queue)
-    app = create_app(backend, name, api_key=args.api_key, feedback=feedback, max_choices=max_choices,
+    engine = load_engine(args.model, args.backend, template=args.template, max_batch=args.max_batch,
+                         max_waiting=args.max_queue)
+    app = create_app(engine, name, api_key=args.api_key, feedback=feedback, max_choices=max_choices,
                      allow_origins=tuple(args.allow_origin))
-    print(f"pacos serve: model '{name}' ({backend.engine}, template {backend.template.name}) on "
+    print(f"pacos serve: model '{name}' ({engine.name}, template {engine.template.name}) on "
           f"http://{args.host}:{args.port}  (web chat at /, OpenAI API at /v1)", file=sys.stderr)
     if feedback:
         print(f"pacos serve: votes go to {feedback.path}", file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
-        backend.close()
+        engine.close()
     return 0
 
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from pacos.data.records import Message
-from pacos.infer.generate import SamplingError, SamplingParams
+from pacos.infer.params import SamplingError, SamplingParams
 
 MAX_N = 16
 MAX_STOPS = 4

@@ -37,7 +37,7 @@ class TrainResult:
 
 def encode_dataset(records, tokenizer, template, max_len: int, train_on_inputs: bool, source: str = "data"):
     """Tokenize every record; count truncations and skip (with a reason) records that have nothing to learn."""
-    from pacos.train.tokenize import SkippedRecord, encode_record
+    from pacos.prompting.encode import SkippedRecord, encode_record
 
     report = EncodeReport(total=len(records))
     rows = []
@@ -78,10 +78,10 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     from pacos.data.formats import load_records
     from pacos.models.loading import load_model
-    from pacos.templates import get_template, record_kind
+    from pacos.prompting.templates import get_template, record_kind
     from pacos.train.checkpoints import ResumingTrainer, choose_resume_checkpoint
     from pacos.train.progress import JsonlLogCallback, ProgressCallback, plot_loss, read_log
-    from pacos.train.special_tokens import ensure_pad_token
+    from pacos.prompting.special_tokens import ensure_pad_token
 
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"

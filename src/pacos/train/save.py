@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pacos.errors import PacosError
-
-
-def stop_token_ids(tokenizer, template) -> list[int]:
-    """EOS plus the template's end-of-turn marker when the tokenizer has it as a single token."""
-    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    if template.turn_end:
-        turn_ids = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
-        if len(turn_ids) == 1 and turn_ids[0] not in ids:
-            ids.append(turn_ids[0])
-    return ids
+from pacos.prompting.special_tokens import stop_token_ids
 
 
 def save_trained(model, tokenizer, template, out: Path, lora: bool) -> None:

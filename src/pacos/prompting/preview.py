@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Iterator
 
-from pacos.train.tokenize import IGNORE_INDEX, SkippedRecord, encode_record
+from pacos.prompting.encode import IGNORE_INDEX, SkippedRecord, encode_record
 
 OPEN, CLOSE = "⟦", "⟧"  # marks trained text when colour is off
 
@@ -16,7 +16,7 @@ def preview_file(path: str, model: str, template: str | None = None, limit: int 
     """One block (text) or one JSON line per record, for the first `limit` records."""
     from pacos.data.formats import load_records
     from pacos.models.loading import load_tokenizer
-    from pacos.templates import get_template, record_kind
+    from pacos.prompting.templates import get_template, record_kind
 
     records = load_records(path)
     tokenizer = load_tokenizer(model)

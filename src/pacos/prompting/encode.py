@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pacos.errors import PacosError
-from pacos.templates import Segment, Template, get_template
+from pacos.prompting.templates import Segment, Template, get_template
 
 IGNORE_INDEX = -100
 

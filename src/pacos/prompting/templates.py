@@ -10,7 +10,9 @@ the tokenizer's EOS id after it (also trained), so the model learns to stop.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from pacos.data.records import Conversation, Example, Message, example_to_conversation
 from pacos.errors import PacosError
@@ -237,3 +239,17 @@ def _check_conversation(conv: Conversation) -> None:
         r != ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles)
     ):
         raise PacosError("a training conversation must alternate user/assistant turns and end with the assistant")
+
+
+def trained_template_name(model_ref: str | Path) -> str | None:
+    """The template a pacos-trained model was fine-tuned with (recorded beside its weights)."""
+    run = Path(model_ref) / "pacos_train.json"
+    if run.is_file():
+        return json.loads(run.read_text()).get("template")
+    return None
+
+
+def resolve_template(model_ref, tokenizer, kind: str, name: str | None) -> Template:
+    """Explicit name, else the one the model was trained with, else the default for records of `kind`
+    ("instruction" or "conversation", see `record_kind`)."""
+    return get_template(name or trained_template_name(model_ref), tokenizer, kind)

@@ -1,4 +1,5 @@
-"""The pad-token rule: LLaMA-style tokenizers ship without one, and batching needs one."""
+"""Special tokens: the pad-token rule (LLaMA-style tokenizers ship without one, and batching needs one) and
+the ids generation stops at."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def ensure_pad_token(tokenizer, model=None, add: bool = False) -> str:
     if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return f"pad token: reusing {reuse!r}"
+
+
+def stop_token_ids(tokenizer, template) -> list[int]:
+    """EOS plus the template's end-of-turn marker when the tokenizer has it as a single token."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if template.turn_end:
+        turn_ids = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
+        if len(turn_ids) == 1 and turn_ids[0] not in ids:
+            ids.append(turn_ids[0])
+    return ids
