@@ -1,8 +1,11 @@
-"""Training configuration: the Stanford Alpaca recipe's defaults, written once."""
+"""Training configuration: the Stanford Alpaca recipe's defaults, written once (the `pacos train` flags too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pacos.options import check_fields, option
+from pacos.prompting.templates import TEMPLATE_NAMES
 
 # Alpaca: 3 epochs, cosine, warmup 0.03, effective batch 128, max length 512, lr 2e-5 (full);
 # alpaca-lora: lr 3e-4, r 8, alpha 16, dropout 0.05 on q_proj+v_proj.
@@ -13,33 +16,39 @@ LORA_LR = 3e-4
 
 @dataclass
 class TrainConfig:
-    model: str
-    data: str
-    out: str
-    template: str | None = None  # None: alpaca for instructions, model/vicuna for conversations
-    epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
-    lr: float | None = None  # None: FULL_LR or LORA_LR
-    batch_size: int = 4  # per device
-    grad_accum: int | None = None  # None: EFFECTIVE_BATCH / (batch_size * devices)
-    max_len: int = 512
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    lr_scheduler: str = "cosine"
-    val_size: float = 0.0  # < 1: fraction of the records, >= 1: a count
-    seed: int = 42
-    resume: bool = False
-    train_on_inputs: bool = False
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target: str = "q_proj,v_proj"  # or "all-linear"
-    save_every: float = 0.1  # < 1: fraction of total steps between checkpoints, else steps
-    eval_every: float = 0.1
-    log_every: int = 1
-    save_total_limit: int = 2
-    progress: bool = True
+    model: str = option(help="hub id or local path of the base model", nonempty=True, path=True)
+    data: str = option(help="alpaca json/jsonl, self-instruct, sharegpt or messages file", nonempty=True, path=True)
+    out: str = option(help="output directory (model or adapter, train_log.jsonl, loss curve)", nonempty=True,
+                      path=True)
+    template: str | None = option(None, "default: alpaca for instruction records, model (else vicuna) for "
+                                        "conversations", choices=TEMPLATE_NAMES)
+    epochs: float = option(3.0, "passes over the training records", gt=0)
+    max_steps: int = option(-1, "stop after this many steps (> 0 overrides epochs)")
+    lr: float | None = option(None, "learning rate (default 2e-5 full, 3e-4 LoRA)", gt=0)
+    batch_size: int = option(4, "per-device batch size", ge=1)
+    grad_accum: int | None = option(None, f"gradient accumulation steps (default: effective batch "
+                                          f"{EFFECTIVE_BATCH})", ge=1)
+    max_len: int = option(512, "tokens per record; longer records are truncated", ge=1)
+    warmup_ratio: float = option(0.03, "warmup: a fraction (<1) of the steps, or a step count", ge=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    lr_scheduler: str = option("cosine", "transformers scheduler name", nonempty=True)
+    val_size: float = option(0.0, "validation share (<1) or count (>=1)", ge=0)
+    seed: int = option(42, "seed of the shuffles, the split and the LoRA init", ge=0, le=2**32 - 1)
+    resume: bool = option(False, "continue from the last checkpoint in OUT/checkpoints")
+    train_on_inputs: bool = option(False, "also take loss on the prompt")
+    lora: bool = option(False, "train a LoRA adapter (peft) instead of all weights")
+    lora_r: int = option(8, "LoRA rank", ge=1)
+    lora_alpha: int = option(16, "LoRA scaling alpha", ge=1)
+    lora_dropout: float = option(0.05, "dropout on the LoRA input", ge=0, lt=1)
+    lora_target: str = option("q_proj,v_proj", "comma-separated module names, or all-linear", nonempty=True)
+    save_every: float = option(0.1, "checkpoint interval: steps, or a fraction (<1) of the run", gt=0)
+    eval_every: float = option(0.1, "validation interval: steps, or a fraction (<1) of the run", gt=0)
+    log_every: int = option(1, "steps between train_log.jsonl lines", ge=1)
+    save_total_limit: int = option(2, "checkpoints kept in OUT/checkpoints (oldest deleted)", ge=1)
+    progress: bool = option(True, "no progress bar")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def learning_rate(self) -> float:
