@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pacos.data.strict_json import JSONInputError, loads
 from pacos.errors import PacosError
+from pacos.options import check_fields, option
 
 OPENAI_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = {408, 409, 429}  # and every 5xx
@@ -35,20 +36,25 @@ class UnparseableResponse(Exception):
 
 @dataclass
 class TeacherConfig:
-    url: str = OPENAI_URL
-    model: str = "gpt-3.5-turbo-instruct"
-    api: str = "completions"  # or "chat"
-    api_key: str | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 3072
-    concurrency: int = 8
-    requests_per_minute: float = 0.0  # 0: no limit
-    timeout: float = 120.0  # seconds: deadline for one whole attempt, body included
-    max_response_bytes: int = 4 * 2**20  # larger bodies are refused unread; a 5 x 3072-token answer is ~100 KB
-    max_retries: int = 8
-    backoff_base: float = 1.0  # seconds; doubles per attempt
-    backoff_cap: float = 60.0
+    url: str = option(OPENAI_URL, "OpenAI-compatible base URL", flag="--teacher-url", nonempty=True)
+    model: str = option("gpt-3.5-turbo-instruct", "model name", flag="--teacher-model", nonempty=True)
+    api: str = option("completions", "endpoint", choices=("completions", "chat"))
+    api_key: str | None = option(None, "API key (default: $OPENAI_API_KEY)")
+    temperature: float = option(1.0, "sampling temperature", ge=0)
+    top_p: float = option(1.0, "nucleus sampling mass", ge=0, le=1)
+    max_tokens: int = option(3072, "tokens per answer", ge=1)
+    concurrency: int = option(8, "requests in flight", ge=1)
+    requests_per_minute: float = option(0.0, "request starts per minute; 0: no limit", ge=0)
+    timeout: float = option(120.0, "seconds for one whole attempt, body included; then it is retried", gt=0)
+    # Larger bodies are refused unread; a 5 x 3072-token answer is ~100 KB.
+    max_response_bytes: int = option(4 * 2**20, "larger responses are refused unread and count as bad answers "
+                                                "(default 4 MiB)", ge=1)
+    max_retries: int = option(8, "retries of a failing request", ge=0)
+    backoff_base: float = option(1.0, "seconds before the first retry (at most; doubles per attempt)", ge=0)
+    backoff_cap: float = option(60.0, "longest wait between retries, in seconds", ge=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass

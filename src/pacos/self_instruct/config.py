@@ -1,9 +1,10 @@
-"""The settings of a Self-Instruct run, with Alpaca's defaults written once; the CLI fills them."""
+"""The settings of a Self-Instruct run, with Alpaca's defaults written once; the CLI flags are generated from them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from pacos.options import ConfigError, check_fields, option
 from pacos.self_instruct.client import TeacherConfig
 
 PIPELINES = ("alpaca", "self-instruct")
@@ -11,17 +12,28 @@ PIPELINES = ("alpaca", "self-instruct")
 
 @dataclass
 class SelfInstructConfig:
-    seed_tasks: str
-    out: str
-    num_instructions: int = 100
-    pipeline: str = "alpaca"  # or "self-instruct": the original two-stage pipeline
-    prompt_examples: int = 3  # seed tasks shown per prompt
-    batch_size: int = 5  # prompts per batch (one completions request; one chat request each)
-    threshold: float = 0.7  # ROUGE-L F above which an instruction is a near-duplicate
-    seed: int = 0
-    price_in: float = 0.0  # $ per 1M prompt tokens
-    price_out: float = 0.0  # $ per 1M completion tokens
-    max_cost: float | None = None  # $; stop issuing requests once reached
-    max_bad_answers: int = 20  # answers in a row with nothing kept (in commit order) that end the run
-    progress: bool | None = None  # None: a bar only on a terminal
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # Not required flags: `pacos self-instruct report FILE` shares the parser; __post_init__ asks for them.
+    seed_tasks: str = option(help="Self-Instruct seed file, e.g. ../shared/data/seed_tasks.jsonl",
+                             required=False, path=True)
+    out: str = option(help="output JSONL; rerun to resume (raw log: OUT.raw.jsonl)", required=False, path=True)
+    num_instructions: int = option(100, "kept records to reach", ge=1)
+    pipeline: str = option("alpaca", "alpaca, or the original two-stage self-instruct", choices=PIPELINES)
+    prompt_examples: int = option(3, "seed tasks per prompt", ge=1)
+    batch_size: int = option(5, "prompts per batch (one completions request; one chat request each)", ge=1)
+    threshold: float = option(0.7, "ROUGE-L F above which an instruction is a near-duplicate and dropped",
+                              ge=0, le=1)
+    seed: int = option(0, "seed of the prompt sampling")
+    price_in: float = option(0.0, "$ per 1M prompt tokens", ge=0)
+    price_out: float = option(0.0, "$ per 1M completion tokens", ge=0)
+    max_cost: float | None = option(None, "$; stop cleanly once spent (needs the prices)", ge=0)
+    max_bad_answers: int = option(20, "answers in a row with no usable task (in commit order) that end the run",
+                                  ge=1)
+    progress: bool | None = option(None, "no progress bar (default: a bar only on a terminal)")
+    teacher: TeacherConfig = option(default_factory=TeacherConfig, help="the teacher's settings")  # noqa: RUF009
+
+    def __post_init__(self) -> None:
+        if not self.seed_tasks or not self.out:
+            raise ConfigError("pacos self-instruct needs --seed-tasks FILE and --out FILE.jsonl")
+        check_fields(self)
+        if self.max_cost is not None and not (self.price_in or self.price_out):
+            raise ConfigError("--max-cost needs --price-in and --price-out (dollars per 1M tokens)")
