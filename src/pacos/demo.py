@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from pacos.data.synth import TASKS
+from pacos.models.presets import PRESET_NAMES
+from pacos.options import add_options, check_fields, from_args, option
 
 DEMO_TASKS = ("uppercase", "reverse_word", "first_letters", "remove_vowels", "sort_letters", "last_letters",
               "max_number", "sort_numbers")
@@ -14,22 +18,25 @@ DEMO_TASKS = ("uppercase", "reverse_word", "first_letters", "remove_vowels", "so
 
 @dataclass
 class DemoConfig:
-    out: str = "pacos-demo"
-    preset: str = "nano"
+    out: str = option("pacos-demo", "output directory", nonempty=True, path=True)
+    preset: str = option("nano", "model preset to build", choices=PRESET_NAMES)
     # Tasks a two-layer model learns together in minutes on 2 cores (measured; see docs/demo.md). The whole
     # family is in `pacos data synth`; the arithmetic and ordering tasks need far more steps.
-    tasks: tuple[str, ...] = DEMO_TASKS
-    n_train: int = 96000  # one pass: 6000 steps of 16
-    n_test: int = 240
-    epochs: float = 1.0
-    lr: float = 1e-3  # 2e-3 and above never formed the copying circuit in our runs
-    batch_size: int = 16
-    max_len: int = 128
-    warmup_ratio: float = 0.01
-    seed: int = 0
+    tasks: tuple[str, ...] = option(DEMO_TASKS, "comma-separated synth tasks", choices=tuple(TASKS), nonempty=True)
+    n_train: int = option(96000, "training records (one pass: 6000 steps of 16)", ge=1)
+    n_test: int = option(240, "held-out test records", ge=1)
+    epochs: float = option(1.0, "passes over the training records", gt=0)
+    lr: float = option(1e-3, "learning rate", gt=0)  # 2e-3 and above never formed the copying circuit in our runs
+    batch_size: int = option(16, "batch size", ge=1)
+    max_len: int = option(128, "tokens per record", ge=1)
+    warmup_ratio: float = option(0.01, "warmup: a fraction (<1) of the steps, or a step count", ge=0)
+    seed: int = option(0, "seed of the model init, the data and training", ge=0, le=2**32 - 1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
-QUICK = dict(n_train=800, n_test=40)  # for tests: the same flow, small enough for seconds
+QUICK = {"n_train": 800, "n_test": 40}  # for tests: the same flow, small enough for seconds
 
 
 def run_demo(config: DemoConfig, log=print) -> dict:
@@ -113,27 +120,16 @@ def _cell(text: str) -> str:
 
 
 def register(sub) -> None:
-    d = DemoConfig()
     p = sub.add_parser("demo", help="the Alpaca loop offline: build a model, make data, fine-tune, measure")
-    p.add_argument("--out", default=d.out, help=f"output directory (default {d.out})")
-    p.add_argument("--preset", default=d.preset, choices=("nano", "tiny", "small", "base-100m"))
-    p.add_argument("--tasks", default=",".join(d.tasks), help="comma-separated synth tasks")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-test", type=int, default=d.n_test)
-    p.add_argument("--epochs", type=float, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_options(p, DemoConfig)
     p.add_argument("--quick", action="store_true", help="a small, fast run of the same flow (for tests)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args) -> int:
-    config = DemoConfig(out=args.out, preset=args.preset, n_train=args.n_train, n_test=args.n_test,
-                        epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size,
-                        tasks=tuple(t for t in args.tasks.split(",") if t))
+    config = from_args(DemoConfig, args)
     if args.quick:
-        config = DemoConfig(**{**asdict(config), **QUICK})
+        config = replace(config, **QUICK)
     start = time.perf_counter()
     run_demo(config)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pacos.models.presets import PRESET_NAMES, PRESETS
+
 
 def register(sub) -> None:
     model = sub.add_parser("model", help="build offline models")
     model.set_defaults(_parser=model)
     cmds = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
     p = cmds.add_parser("init", help="build a LLaMA-architecture model with random weights and a local tokenizer")
-    p.add_argument("--preset", choices=("nano", "tiny", "small", "base-100m"), default="tiny",
-                   help="nano ~0.5M params (demo), tiny ~2M (tests), small ~26M, base-100m ~100M (benchmarks)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="tiny",
+                   help=", ".join(f"{name} {preset.note}" for name, preset in PRESETS.items()))
     p.add_argument("--out", required=True, help="directory to save the model to (Hugging Face layout)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_init)

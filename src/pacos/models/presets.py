@@ -15,17 +15,19 @@ class Preset:
     num_attention_heads: int
     intermediate_size: int
     max_position_embeddings: int
+    note: str = ""  # for --preset's help
 
 
 # Sizes from the issue: tiny ~1-5M (tests), small ~20-40M, base-100m ~100M (benchmarks). nano (~0.5M, two
 # layers) is the demo's: on 2 CPU cores it learns the synthetic tasks in minutes, where wider/deeper models
 # took more wall time per task learnt (measured, see docs/demo.md).
 PRESETS = {
-    "nano": Preset(128, 2, 4, 341, 512),
-    "tiny": Preset(192, 4, 4, 512, 1024),
-    "small": Preset(512, 8, 8, 1376, 2048),
-    "base-100m": Preset(768, 14, 12, 2048, 2048),
+    "nano": Preset(128, 2, 4, 341, 512, "~0.5M params (demo)"),
+    "tiny": Preset(192, 4, 4, 512, 1024, "~2M (tests)"),
+    "small": Preset(512, 8, 8, 1376, 2048, "~26M"),
+    "base-100m": Preset(768, 14, 12, 2048, 2048, "~100M (benchmarks)"),
 }
+PRESET_NAMES = tuple(PRESETS)
 
 
 def build_model(preset: str, seed: int = 0):
