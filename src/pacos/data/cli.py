@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pacos.data.formats import FORMATS, WRITABLE_FORMATS
+from pacos.prompting.templates import TEMPLATE_NAMES
+
+# Checked where the template is resolved (an unknown name is a one-line "unknown template" error).
+_TEMPLATE_HELP = f"{', '.join(TEMPLATE_NAMES)} (default: by record kind)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect, validate, convert and make data files")
@@ -13,20 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("validate", help="report every bad record as FILE:LINE or FILE[index]; exit 1 if any")
     p.add_argument("file")
-    p.add_argument("--format", choices=_formats(), help="skip detection and read the file as this format")
+    p.add_argument("--format", choices=FORMATS, help="skip detection and read the file as this format")
     p.set_defaults(func=_validate)
 
-    p = cmds.add_parser("convert", help="convert between alpaca, jsonl, sharegpt and messages (atomic write)")
+    p = cmds.add_parser("convert", help=f"convert between {', '.join(WRITABLE_FORMATS)} (atomic write)")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--to", required=True, choices=("alpaca", "jsonl", "sharegpt", "messages"))
-    p.add_argument("--format", choices=_formats(), help="read INPUT as this format instead of detecting it")
+    p.add_argument("--to", required=True, choices=WRITABLE_FORMATS)
+    p.add_argument("--format", choices=FORMATS, help="read INPUT as this format instead of detecting it")
     p.set_defaults(func=_convert)
 
     p = cmds.add_parser("stats", help="record counts, input share, length percentiles (words, and tokens with --model)")
     p.add_argument("file")
     p.add_argument("--model", help="hub id or local path whose tokenizer counts tokens")
-    p.add_argument("--template", help="template used to count tokens (default: by record kind)")
+    p.add_argument("--template", help="template used to count tokens: " + _TEMPLATE_HELP)
     p.add_argument("--max-len", type=int, default=512, help="report how many records exceed this many tokens")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_stats)
@@ -34,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("preview", help="show exactly what the model trains on, trained span marked")
     p.add_argument("file")
     p.add_argument("--model", required=True, help="hub id or local path (its tokenizer is used)")
-    p.add_argument("--template", help="alpaca, vicuna, chatml or model (default: by record kind)")
+    p.add_argument("--template", help=_TEMPLATE_HELP)
     p.add_argument("--limit", type=int, default=3, help="records to show (default 3)")
     p.add_argument("--max-len", type=int, default=512)
     p.add_argument("--train-on-inputs", action="store_true", help="take loss on the prompt too")
@@ -55,10 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--against", action="append", default=[], help="also compare with the records of FILE (repeatable)")
     p.add_argument("--field", default="instruction", help="field compared (default: instruction)")
     p.set_defaults(func=_dedup)
-
-
-def _formats() -> tuple[str, ...]:
-    return ("alpaca", "jsonl", "sharegpt", "messages", "self-instruct")
 
 
 def _validate(args) -> int:
