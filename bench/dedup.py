@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchlib import REPO, commit, machine, record
+
 DATA = REPO.parent / "shared" / "data"
 SECTION = "## Self-Instruct ROUGE-L dedup"
 
@@ -85,30 +83,6 @@ def run_pacos(src: Path, dst: Path, threshold: float) -> float:
     return time.perf_counter() - started
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = re.search(r"Model name:\s*(.+)", lscpu).group(1).strip()
-    except (OSError, AttributeError):
-        model = platform.processor() or "unknown CPU"
-    return f"{os.cpu_count()}-core CPU, {model}, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def record(markdown: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving the others alone."""
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    text = pattern.sub(lambda _: markdown, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + markdown
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="instructions in the stream (default 3000)")
@@ -148,8 +122,7 @@ def main() -> int:
     )
     print(markdown)
     if args.record:
-        record(markdown)
-        print(f"recorded in {REPO / 'docs' / 'benchmarks.md'}")
+        record(SECTION, markdown)
     return 0 if identical else 1
 
 

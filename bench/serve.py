@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,8 +22,9 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import commit, machine
+from benchlib import record as benchlib_record
 
-REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Serving throughput"
 
 
@@ -96,35 +96,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{os.cpu_count()}-core CPU, {name}, Python {platform.python_version()}"
-
-
 def record(text: str, args, load: float) -> None:
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False).stdout.strip()
     section = (f"{SECTION}\n\nCommand: `python bench/serve.py --record` · machine: {machine()}, torch {torch.__version__} "
-               f"· commit {commit}\n\n`small` preset on CPU, `pacos serve` (transformers backend, continuous batching, "
+               f"· commit {commit()}\n\n`small` preset on CPU, `pacos serve` (transformers backend, continuous batching, "
                f"--max-batch {args.max_batch}); each client sends {args.requests} streaming chat requests one after "
                f"another, max_tokens {args.max_tokens} (ignore_eos, so every request generates them all), temperature 0.8. Tokens/s is aggregate output tokens over "
                f"wall time; latency is per request. 1-minute load average when the run began: {load:.1f} (the machine "
                f"is shared; other jobs make absolute figures vary, the batching ratio less so).\n\n{text}\n")
-    path = REPO / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + section + (doc[end + 1:] if end >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section
-    path.write_text(doc)
-    print(f"recorded in {path}")
+    benchlib_record(SECTION, section)
 
 
 def main() -> None:
