@@ -8,10 +8,14 @@ from pacos.serve.protocol import (
     MAX_MESSAGES,
     MAX_REQUEST_CHARS,
     APIError,
-    parse_chat_request,
-    parse_completion_request,
+    ChatCompletionRequest,
+    CompletionRequest,
     resolve_max_tokens,
+    validation_error,
+    wire_param,
 )
+
+parse_chat_request, parse_completion_request = ChatCompletionRequest.parse, CompletionRequest.parse
 
 MSGS = [{"role": "developer", "content": "be kind"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 
@@ -93,6 +97,42 @@ def test_tool_messages_say_tools_are_unsupported(role):
         parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "a"},
                                                        {"role": role, "content": "{}", "tool_call_id": "x"}]})
     assert info.value.param == "messages[1].role"
+
+
+def test_max_completion_tokens_wins_and_budget_errors_name_the_field_given():
+    both = {"model": "m", "messages": MSGS, "max_tokens": 0, "max_completion_tokens": 3}
+    assert parse_chat_request(both).max_tokens == 3
+    for field in ("max_tokens", "max_completion_tokens"):  # SamplingParams calls it max_new_tokens
+        with pytest.raises(APIError) as info:
+            parse_chat_request({"model": "m", "messages": MSGS, field: 0})
+        assert info.value.param == field and f"'{field}' must be an integer >= 1" in info.value.message
+
+
+@pytest.mark.parametrize("body, param, message", [
+    ({"messages": MSGS}, "model", "'model' is required: the name listed by GET /v1/models"),
+    ({"model": "m", "messages": MSGS, "n": "2"}, "n", "Invalid type for 'n': expected an integer, but got a string"),
+    ({"model": "m", "messages": MSGS, "n": 17}, "n", "'n' must be <= 16 (got 17)"),
+    ({"model": "m", "messages": MSGS, "stream_options": {"include_usage": 1}}, "stream_options.include_usage",
+     "expected a boolean, but got an integer"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}, "messages[0].content",
+     "only text content parts are supported"),
+    ({"model": "m", "messages": [{"role": "user", "content": "a"}, "b"]}, "messages[1]", "expected an object"),
+    ({"model": "m", "messages": [{"role": ["user"], "content": "a"}]}, "messages[0].role", "(got ['user'])"),
+])
+def test_validation_messages_name_the_param(body, param, message):
+    with pytest.raises(APIError) as info:
+        parse_chat_request(body)
+    assert (info.value.status, info.value.param) == (400, param) and message in info.value.message
+
+
+def test_params_are_named_as_openai_writes_them():
+    assert wire_param(("messages", 0, "content")) == "messages[0].content"
+    assert wire_param(("stream_options", "include_usage")) == "stream_options.include_usage"
+    assert wire_param(()) is None
+    # FastAPI's own errors (RequestValidationError) lead with where the value was: body, query or path.
+    error = validation_error([{"type": "missing", "loc": ("body", "messages", 2, "role"), "msg": "Field required",
+                               "input": {}}])
+    assert (error.status, error.param, error.message) == (400, "messages[2].role", "'messages[2].role' is required")
 
 
 def test_error_bodies_encode_lone_surrogates():

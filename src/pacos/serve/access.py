@@ -6,16 +6,23 @@ still start a generation or store a vote that later becomes training data. So ev
 request must be JSON (browsers preflight that cross-site, and we answer no preflight) and, when it comes
 from a browser (an Origin header), from the server's own origin or one allowed with --allow-origin.
 Clients that are not browsers (curl, the openai package) send no Origin and are not affected.
+
+`require_access` is the FastAPI dependency that applies both: the routers of /v1 and /feedback carry it,
+so no route of theirs can forget it.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from fastapi import Request
 
 from pacos.serve.protocol import APIError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # the ones that change nothing
 
 
 def bearer_token(headers) -> str:
@@ -64,3 +71,31 @@ def write_refusal(headers, allowed_origins: frozenset[str] = frozenset()) -> API
         return APIError(415, f"Unsupported Content-Type {media_type or '(none)'}: send the body as JSON with "
                         "'Content-Type: application/json'", code="unsupported_media_type")
     return None
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """This server's rules: its API key (None: none needed) and the web origins allowed besides its own."""
+
+    api_key: str | None = None
+    allowed_origins: frozenset[str] = frozenset()
+
+    def refusal(self, method: str, headers) -> APIError | None:
+        """Why a request may not proceed, or None: a state-changing one must be same-origin JSON (403/415),
+        then every one needs the key (401)."""
+        if method not in SAFE_METHODS:
+            refusal = write_refusal(headers, self.allowed_origins)
+            if refusal:
+                return refusal
+        return key_refusal(headers, self.api_key)
+
+    def shows_figures(self, headers) -> bool:
+        """Whether /health may show the queue figures: to holders of the key, or to all when there is none."""
+        return self.api_key is None or key_matches(headers, self.api_key)
+
+
+async def require_access(request: Request) -> None:
+    """The dependency guarding a router: the app's `AccessPolicy` (`app.state.access`) applied to the request."""
+    refusal = request.app.state.access.refusal(request.method, request.headers)
+    if refusal:
+        raise refusal

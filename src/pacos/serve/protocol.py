@@ -1,16 +1,35 @@
-"""The OpenAI wire format: request validation into plain dataclasses, OpenAI-shaped errors and response bodies.
+"""The OpenAI wire format, request side: bodies as pydantic models, their limits, and OpenAI-shaped errors.
 
-Pure functions on dicts, so every rule (which field, which range, which message) is tested without a
-server. The app turns `APIError` into `{"error": {"message", "type", "param", "code"}}` with its status.
+A body is read by the strict JSON reader first (NaN, duplicate keys, deep nesting and lone surrogates are
+400s before any model sees them), then validated by its model: strict types (no "1" for 1), unknown
+fields ignored and null taken as the default, as OpenAI does. Every failure is an `APIError` 400 whose
+`param` names the field as OpenAI writes it (`messages[0].content`). Sampling ranges are
+`SamplingParams.check()`'s, so the server and the Python API refuse the same values.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from pacos.data.records import Message
+from openai.types import ErrorObject
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import Self
+
+from pacos.data import strict_json
+from pacos.data.records import Conversation, Message
 from pacos.infer.params import SamplingError, SamplingParams
 
 MAX_N = 16
@@ -35,8 +54,11 @@ UNSUPPORTED = {
     "echo": "echo is not supported by pacos serve",
     "suffix": "suffix (insertion) is not supported by pacos serve",
 }
+TOO_LONG = (f"at most {MAX_MESSAGE_CHARS} characters a message and {MAX_REQUEST_CHARS} in all the messages of one "
+            "request are accepted")
 
 
+# -- errors -----------------------------------------------------------------------------------------------
 class APIError(Exception):
     """An error answered in OpenAI's shape."""
 
@@ -47,8 +69,9 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": encodable(self.message), "type": self.type, "param": encodable(self.param),
-                          "code": self.code}}
+        error = ErrorObject(message=encodable(self.message), type=self.type, param=encodable(self.param),
+                            code=self.code)
+        return {"error": error.model_dump(exclude_unset=True)}
 
 
 def encodable(text: str | None) -> str | None:
@@ -63,171 +86,265 @@ def bad(message: str, param: str | None = None, code: str | None = None) -> APIE
     return APIError(400, message, param=param, code=code)
 
 
-@dataclass
-class GenerationRequest:
-    """A validated /v1/chat/completions or /v1/completions request."""
-
-    model: str
-    sampling: SamplingParams
-    max_tokens: int | None  # None: as many as the endpoint's default and the context allow
-    stop: list[str] = field(default_factory=list)
-    n: int = 1
-    stream: bool = False
-    include_usage: bool = False
-    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
-    messages: list[Message] | None = None  # chat
-    prompts: list = field(default_factory=list)  # completions: strings or token-id lists
+def refuse(message: str, at: str | None = None, code: str | None = None) -> PydanticCustomError:
+    """A validation failure in pacos's words. Without `at` the message says what is wrong with the field
+    that failed (the answer prefixes its name); with `at` it is a whole sentence about that param (a rule
+    across fields, or a field checked from the body)."""
+    return PydanticCustomError("pacos", "{message}", {"message": message, "at": at, "code": code})
 
 
-def parse_chat_request(body) -> GenerationRequest:
-    req = _parse_common(body)
-    req.messages = _parse_messages(body.get("messages"))
-    return req
+EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "a boolean",
+            "model_type": "an object", "dict_type": "an object", "list_type": "an array"}
 
 
-def parse_completion_request(body) -> GenerationRequest:
-    req = _parse_common(body)
-    prompt = body.get("prompt")
-    if isinstance(prompt, str) or _is_token_list(prompt):
-        req.prompts = [prompt]
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) or _is_token_list(p) for p in prompt):
-        req.prompts = list(prompt)
-    else:
-        raise bad("'prompt' is required: a string, a list of strings, or a list of token ids", "prompt")
-    size = sum(len(p) for p in req.prompts)
-    if size > MAX_REQUEST_CHARS:
-        raise bad(f"'prompt' holds {size} characters or token ids; at most {MAX_REQUEST_CHARS} are accepted "
-                  "in one request", "prompt", "request_too_large")
-    if body.get("best_of") not in (None, 1):
-        raise bad("best_of is not supported by pacos serve (use n)", "best_of")
-    return req
+def validation_error(errors: list[dict], model: type[BaseModel] | None = None) -> APIError:
+    """The first of pydantic's errors as a 400 naming its param; `model` lends its fields' descriptions to
+    the message for a missing field."""
+    error = errors[0]
+    loc = error["loc"]
+    param = wire_param(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)  # FastAPI's prefixes
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "pacos":
+        at = ctx.get("at") or param
+        message = ctx["message"] if ctx.get("at") or not param else f"Invalid '{param}': {ctx['message']}"
+        return bad(message, at, ctx.get("code"))
+    if param is None:
+        return bad("the request body must be a JSON object")
+    if kind == "missing":
+        field = model.model_fields.get(param) if model is not None else None
+        hint = f": {field.description}" if field is not None and field.description else ""
+        return bad(f"'{param}' is required{hint}", param)
+    if kind in EXPECTED:
+        return bad(f"Invalid type for '{param}': expected {EXPECTED[kind]}, but got {json_kind(error['input'])} "
+                   "instead", param)
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = f">= {ctx['ge']}" if kind == "greater_than_equal" else f"<= {ctx['le']}"
+        return bad(f"'{param}' must be {bound} (got {error['input']})", param)
+    return bad(f"Invalid value for '{param}': {error['msg']}", param)
 
 
-def _parse_common(body) -> GenerationRequest:
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad("'model' is required: the name listed by GET /v1/models", "model")
-    for name, why in UNSUPPORTED.items():
-        if body.get(name) not in (None, False, [], {}):
-            raise bad(why, name)
-    response_format = body.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise bad("response_format other than {'type': 'text'} is not supported by pacos serve", "response_format")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        _check_int(max_tokens, "max_tokens", 1)
-    sampling = SamplingParams(
-        max_new_tokens=max_tokens or 1,
-        temperature=_number(body, "temperature", 1.0),
-        top_p=_number(body, "top_p", 1.0),
-        top_k=_integer(body, "top_k", 0, 0),
-        repetition_penalty=_number(body, "repetition_penalty", 1.0),
-        presence_penalty=_number(body, "presence_penalty", 0.0),
-        frequency_penalty=_number(body, "frequency_penalty", 0.0),
-        seed=body.get("seed"),
-    )
-    try:  # the types and ranges live with SamplingParams, so the server and the Python API refuse the same values
-        sampling.check()
-    except SamplingError as e:
-        raise bad(str(e), e.param) from None
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise bad("'stream' must be true or false", "stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise bad("'stream_options' must be an object", "stream_options")
-    ignore_eos = body.get("ignore_eos", False)
-    if not isinstance(ignore_eos, bool):
-        raise bad("'ignore_eos' must be true or false", "ignore_eos")
-    return GenerationRequest(model=model, sampling=sampling, max_tokens=max_tokens, stop=_parse_stop(body.get("stop")),
-                             n=_integer(body, "n", 1, 1, MAX_N), stream=bool(stream),
-                             include_usage=bool(options.get("include_usage")), ignore_eos=ignore_eos)
+def wire_param(loc) -> str | None:
+    """pydantic's location as OpenAI names a param: ("messages", 0, "content") -> "messages[0].content"."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name or None
 
 
-def _parse_messages(messages) -> list[Message]:
-    if not isinstance(messages, list) or not messages:
-        raise bad("'messages' is required: a non-empty list of {role, content}", "messages")
-    if len(messages) > MAX_MESSAGES:
-        raise bad(f"'messages' holds {len(messages)} messages; at most {MAX_MESSAGES} are accepted in one request",
-                  "messages", "request_too_large")
-    out, size = [], 0
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise bad(f"{where} must be an object with 'role' and 'content'", where)
-        role = "system" if m.get("role") == "developer" else m.get("role")
-        if role in ("tool", "function"):
-            raise bad(f"{where} is a {role!r} message: tools / function calling is not supported by pacos serve",
-                      f"{where}.role")
-        if role not in ("system", "user", "assistant"):
-            raise bad(f"{where}.role must be 'system', 'user' or 'assistant' (got {m.get('role')!r})", f"{where}.role")
-        text = _content_text(m.get("content"), f"{where}.content")
-        size += len(text)
-        if len(text) > MAX_MESSAGE_CHARS or size > MAX_REQUEST_CHARS:
-            raise bad(f"{where}.content is too long: at most {MAX_MESSAGE_CHARS} characters a message and "
-                      f"{MAX_REQUEST_CHARS} in all the messages of one request", f"{where}.content", "request_too_large")
-        out.append(Message(role, text))
-    start = 1 if out[0].role == "system" else 0
-    for i, m in enumerate(out[start:], start):
-        expected = "user" if (i - start) % 2 == 0 else "assistant"
-        if m.role != expected:
-            raise bad(f"messages[{i}] is a {m.role} message where a {expected} message was expected: after an "
-                      "optional first system message, user and assistant messages must alternate", f"messages[{i}]")
-    if out[-1].role != "user":
-        raise bad("the last message must be a user message", "messages")
-    return out
+def json_kind(value) -> str:
+    for kind, name in ((type(None), "null"), (bool, "a boolean"), (int, "an integer"), (float, "a number"),
+                       (str, "a string"), (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
-def _content_text(content, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        if any(p.get("type") != "text" or not isinstance(p.get("text"), str) for p in content):
-            raise bad(f"{where}: only text content parts are supported", where)
-        return "".join(p["text"] for p in content)
-    raise bad(f"{where} must be a string or a list of text parts", where)
+def shown(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _parse_stop(stop) -> list[str]:
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > MAX_STOPS:
-        raise bad(f"'stop' must be a non-empty string or a list of at most {MAX_STOPS} non-empty strings", "stop")
-    return stop
+def read_json(raw: bytes):
+    """The body through the one strict JSON reader: NaN, huge integers, deep nesting, duplicate keys and lone
+    surrogates are 400s here, never a crash (or a NaN in the sampler) later."""
+    try:
+        return strict_json.loads(raw)
+    except strict_json.JSONInputError as e:
+        raise bad(f"the request body is not valid JSON: {e}") from None
 
 
-def _number(body, name, default) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad(f"'{name}' must be a number", name)
-    return float(value)  # the range is SamplingParams.check()'s
+# -- bodies -----------------------------------------------------------------------------------------------
+class Body(BaseModel):
+    """A JSON request body: unknown fields are ignored and null means the default (OpenAI's nullable
+    parameters); `from_json` and `parse` answer every failure as an `APIError`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data):
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    @classmethod
+    def parse(cls, data) -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise validation_error(e.errors(include_url=False), cls) from None
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Self:
+        return cls.parse(read_json(raw))
 
 
-def _integer(body, name, default, low, high=None) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    _check_int(value, name, low, high)
+def _stops(value) -> list[str]:
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > MAX_STOPS:
+        raise refuse(f"must be a non-empty string or a list of at most {MAX_STOPS} non-empty strings")
+    return stops
+
+
+class StreamOptions(Body):
+    include_usage: StrictBool = False
+
+
+class GenerationRequest(Body):
+    """What /v1/chat/completions and /v1/completions share: the model, sampling and streaming."""
+
+    model: StrictStr = Field(min_length=1, description="the name listed by GET /v1/models")
+    max_tokens: StrictInt | None = None  # None: as many as the endpoint's default and the context allow
+    max_completion_tokens: StrictInt | None = None  # OpenAI's newer name; wins over max_tokens
+    temperature: StrictFloat = 1.0  # OpenAI's default
+    top_p: StrictFloat = 1.0
+    top_k: StrictInt = 0  # an extension, as in vLLM
+    repetition_penalty: StrictFloat = 1.0  # an extension, as in vLLM
+    presence_penalty: StrictFloat = 0.0
+    frequency_penalty: StrictFloat = 0.0
+    seed: StrictInt | None = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: StrictBool = False  # vLLM's extension: run to max_tokens (benchmarks)
+    stop: Annotated[list[str], BeforeValidator(_stops)] = []
+    n: StrictInt = Field(1, ge=1, le=MAX_N)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data):
+        if isinstance(data, dict):
+            for name, why in UNSUPPORTED.items():
+                if data.get(name) not in (None, False, [], {}):
+                    raise refuse(why, at=name)
+            if data.get("response_format") not in (None, {"type": "text"}):
+                raise refuse("response_format other than {'type': 'text'} is not supported by pacos serve",
+                             at="response_format")
+        return data
+
+    @model_validator(mode="after")
+    def _sampling_in_range(self) -> Self:
+        budget = "max_tokens"
+        if self.max_completion_tokens is not None:
+            budget, self.max_tokens = "max_completion_tokens", self.max_completion_tokens
+        try:  # the ranges live with SamplingParams, so the server and the Python API refuse the same values
+            self.sampling.check()
+        except SamplingError as e:
+            param = budget if e.param == "max_new_tokens" else e.param  # SamplingParams' names are OpenAI's but one
+            raise refuse(str(e).replace(f"'{e.param}'", f"'{param}'"), at=param) from None
+        return self
+
+    @property
+    def sampling(self) -> SamplingParams:
+        """The request's sampling; without max_tokens a budget of 1 stands in until the prompt's is known."""
+        return SamplingParams(max_new_tokens=1 if self.max_tokens is None else self.max_tokens,
+                              temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              repetition_penalty=self.repetition_penalty,
+                              presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+                              seed=self.seed)
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+def _role(value) -> str:
+    if value == "developer":  # OpenAI's newer name for the system message
+        return "system"
+    if value in ("tool", "function"):
+        raise refuse(f"a {value!r} message: tools / function calling is not supported by pacos serve")
+    if value not in ("system", "user", "assistant"):
+        raise refuse(f"must be 'system', 'user' or 'assistant' (got {shown(value)})")
     return value
 
 
-def _check_int(value, name, low, high=None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(f"'{name}' must be an integer", name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f">= {low}" + (f" and <= {high}" if high is not None else "")
-        raise bad(f"'{name}' must be {bounds} (got {value})", name)
+def _content_text(content) -> str:
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        if any(p.get("type") != "text" or not isinstance(p.get("text"), str) for p in content):
+            raise refuse("only text content parts are supported")
+        content = "".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        raise refuse("must be a string or a list of text parts")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise refuse(f"too long: {TOO_LONG}", code="request_too_large")
+    return content
+
+
+class ChatMessage(Body):
+    role: Annotated[Literal["system", "user", "assistant"], BeforeValidator(_role)]
+    content: Annotated[str, BeforeValidator(_content_text)]  # text parts are joined into one string
+
+
+def _message_count(messages):
+    if not isinstance(messages, list) or not messages:
+        raise refuse("must be a non-empty list of {role, content}")
+    if len(messages) > MAX_MESSAGES:
+        raise refuse(f"holds {len(messages)} messages; at most {MAX_MESSAGES} are accepted in one request",
+                     code="request_too_large")
+    return messages
+
+
+class ChatCompletionRequest(GenerationRequest):
+    messages: Annotated[list[ChatMessage], BeforeValidator(_message_count)] = Field(
+        description="a non-empty list of {role, content}")
+
+    @field_validator("messages")
+    @classmethod
+    def _a_conversation(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        size = 0
+        for i, m in enumerate(messages):
+            size += len(m.content)
+            if size > MAX_REQUEST_CHARS:
+                raise refuse(f"messages[{i}].content is too long: {TOO_LONG}", f"messages[{i}].content",
+                             "request_too_large")
+        start = 1 if messages[0].role == "system" else 0
+        for i, m in enumerate(messages[start:], start):
+            expected = "user" if (i - start) % 2 == 0 else "assistant"
+            if m.role != expected:
+                raise refuse(f"messages[{i}] is a {m.role} message where a {expected} message was expected: after "
+                             "an optional first system message, user and assistant messages must alternate",
+                             f"messages[{i}]")
+        if messages[-1].role != "user":
+            raise refuse("the last message must be a user message", "messages")
+        return messages
+
+    @property
+    def conversation(self) -> Conversation:
+        return Conversation([Message(m.role, m.content) for m in self.messages])
 
 
 def _is_token_list(value) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool)
                                                             for t in value)
+
+
+def _prompts(prompt) -> list:
+    if isinstance(prompt, str) or _is_token_list(prompt):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) or _is_token_list(p) for p in prompt):
+        prompts = prompt
+    else:
+        raise refuse("must be a string, a list of strings, or a list of token ids")
+    size = sum(len(p) for p in prompts)
+    if size > MAX_REQUEST_CHARS:
+        raise refuse(f"holds {size} characters or token ids; at most {MAX_REQUEST_CHARS} are accepted in one "
+                     "request", code="request_too_large")
+    return prompts
+
+
+class CompletionRequest(GenerationRequest):
+    prompt: Annotated[list[str | list[int]], BeforeValidator(_prompts)] = Field(
+        description="a string, a list of strings, or a list of token ids")
+    best_of: Any = 1
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_of_one(cls, value):
+        if value != 1:
+            raise refuse("best_of is not supported by pacos serve (use n)", at="best_of")
+        return value
+
+    @property
+    def prompts(self) -> list:
+        """Strings or token-id lists, one per prompt."""
+        return self.prompt
 
 
 def resolve_max_tokens(req: GenerationRequest, prompt_tokens: int, context: int | None, chat: bool) -> int:
@@ -249,47 +366,3 @@ def resolve_max_tokens(req: GenerationRequest, prompt_tokens: int, context: int 
                   f"{total - context} over the limit. Please reduce the length of the {param} or max_tokens.",
                   param, "context_length_exceeded")
     return req.max_tokens
-
-
-# -- response bodies --------------------------------------------------------------------------------------
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
-
-
-def chat_response(rid: str, model: str, texts: list[str], finishes: list[str], use: dict) -> dict:
-    choices = [{"index": i, "message": {"role": "assistant", "content": t, "refusal": None}, "logprobs": None,
-                "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finishes))]
-    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use}
-
-
-def chat_chunk(rid: str, model: str, index: int, delta: dict, finish: str | None = None) -> dict:
-    return {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-
-def completion_response(rid: str, model: str, texts: list[str], finishes: list[str], use: dict) -> dict:
-    choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": f}
-               for i, (t, f) in enumerate(zip(texts, finishes))]
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use}
-
-
-def completion_chunk(rid: str, model: str, index: int, text: str, finish: str | None = None) -> dict:
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
-
-
-def usage_chunk(rid: str, model: str, obj: str, use: dict) -> dict:
-    """The final chunk of a stream whose client asked for `stream_options.include_usage` (OpenAI's way: no
-    choices; every earlier chunk carries `"usage": null`). Without the option no chunk carries usage."""
-    return {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": [], "usage": use}
-
-
-def model_card(name: str, created: int) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": "pacos"}
