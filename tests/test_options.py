@@ -15,6 +15,8 @@ from pacos.cli import build_parser, main
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
 from pacos.demo import DemoConfig
 from pacos.errors import PacosError
+from pacos.infer.config import EvalTasksConfig, InferConfig, PromptOptions
+from pacos.infer.params import SamplingParams
 from pacos.models.presets import PRESET_NAMES, PRESETS
 from pacos.options import (
     ConfigError,
@@ -27,6 +29,7 @@ from pacos.options import (
 from pacos.prompting.templates import TEMPLATE_NAMES
 from pacos.self_instruct.client import TeacherConfig
 from pacos.self_instruct.config import SelfInstructConfig
+from pacos.serve.config import ServeConfig
 from pacos.train.config import TrainConfig
 
 
@@ -261,7 +264,11 @@ def subparser(*names) -> argparse.ArgumentParser:
 
 
 STAGES = [(("train",), TrainConfig, ()), (("self-instruct",), SelfInstructConfig, ("teacher",)),
-          (("self-instruct",), TeacherConfig, ()), (("demo",), DemoConfig, ())]
+          (("self-instruct",), TeacherConfig, ()), (("demo",), DemoConfig, ()),
+          (("infer",), InferConfig, ()), (("infer",), SamplingParams, ()), (("infer",), PromptOptions, ()),
+          (("ask",), SamplingParams, ()), (("chat",), SamplingParams, ()), (("chat",), PromptOptions, ()),
+          (("eval", "tasks"), EvalTasksConfig, ()), (("eval", "tasks"), PromptOptions, ()),
+          (("serve",), ServeConfig, ())]
 
 
 @pytest.mark.parametrize("command,cls,nested", STAGES, ids=lambda v: getattr(v, "__name__", None))
@@ -300,7 +307,26 @@ EXISTING_FLAGS = {
                      "--max-bad-answers --seed-tasks --num-instructions --out --pipeline --prompt-examples "
                      "--batch-size --threshold --seed --price-in --price-out --max-cost --no-progress",
     "demo": "--out --preset --tasks --batch-size --n-train --n-test --epochs --lr --seed --quick",
+    "infer": "--data --out --batch-size --max-new-tokens --temperature --top-p --top-k --repetition-penalty --seed "
+             "--template",
+    "serve": "--host --port --api-key --served-name --backend --template --max-batch --max-queue "
+             "--max-choices-per-request --allow-origin --feedback-db --no-feedback",
 }
+
+
+def test_a_tuple_flag_takes_commas_and_repeats_replacing_its_default():
+    assert toy_parser().parse_args(["--name", "n", "--sizes", "4", "--sizes", "5,6"]).sizes == (4, 5, 6)
+    serve = PARSER.parse_args(["serve", "m", "--allow-origin", "https://a.example", "--allow-origin",
+                               "http://b.example:8080"])
+    assert from_args(ServeConfig, serve).allow_origin == ("https://a.example", "http://b.example:8080")
+    assert from_args(ServeConfig, PARSER.parse_args(["serve", "m"])).allow_origin == ()
+
+
+def test_the_eval_default_budget_differs_from_infer_and_both_reach_the_dataclasses():
+    infer = PARSER.parse_args(["infer", "m", "--data", "d", "--out", "o"])
+    assert from_args(SamplingParams, infer) == SamplingParams()
+    tasks = PARSER.parse_args(["eval", "tasks", "m", "--data", "d"])
+    assert from_args(EvalTasksConfig, tasks).max_new_tokens == 32
 
 
 @pytest.mark.parametrize("command", EXISTING_FLAGS)

@@ -126,6 +126,17 @@ def _shown(value) -> str:
     return str(value)
 
 
+class _ExtendList(argparse.Action):
+    """A tuple flag: comma-separated items, and the flag may be repeated; the first use replaces the default,
+    later uses add to it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, "_pacos_given", set())
+        namespace._pacos_given = given | {self.dest}
+        before = getattr(namespace, self.dest) if self.dest in given else ()
+        setattr(namespace, self.dest, tuple(before) + tuple(values))
+
+
 def _parse_list(element, choices):
     def parse(text: str) -> tuple:
         items = tuple(element(t.strip()) for t in text.split(",") if t.strip())
@@ -145,7 +156,7 @@ def add_options(parser, cls, *, exclude=(), prefix: str = "", defaults_override:
     The flag is `--{prefix}{field-name}` (or the field's `flag`), its dest `{prefix}{field_name}` with dashes
     as underscores, so `from_args(cls, args, prefix=...)` finds it. Types come from the annotations: int,
     float, str and `X | None` (default None); bool -> `--x` (store_true), or `--no-x` when its default is
-    True or None; `tuple[X, ...]` -> one comma-separated value. A field whose type is a dataclass adds that
+    True or None; `tuple[X, ...]` -> comma-separated values, the flag repeatable. A field whose type is a dataclass adds that
     dataclass's flags (same prefix). `exclude` names fields that get no flag; `defaults_override` changes
     a flag's default (its dataclass default stays). Every field must have help text.
     """
@@ -178,7 +189,7 @@ def add_options(parser, cls, *, exclude=(), prefix: str = "", defaults_override:
         else:
             element = _element(base)
             if element is not None:
-                kw["type"] = _parse_list(element, meta.get("choices"))
+                kw.update(type=_parse_list(element, meta.get("choices")), action=_ExtendList)
             else:
                 kw["type"] = base
                 if meta.get("choices") is not None:

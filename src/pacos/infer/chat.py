@@ -203,9 +203,10 @@ def _need(arg: str, usage: str) -> str:
 
 def register(sub) -> None:
     from pacos.infer.cli import add_sampling_args
+    from pacos.infer.config import MODEL_HELP
 
     p = sub.add_parser("chat", help="chat with a model in the terminal (streaming, multi-turn, /commands)")
-    p.add_argument("model", metavar="MODEL", help="hub id, model directory or LoRA adapter directory")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--system", help="system prompt")
     add_sampling_args(p)
     p.set_defaults(func=_chat)
@@ -214,8 +215,11 @@ def register(sub) -> None:
 def _chat(args) -> int:
     from pacos.infer.backends import load_engine
     from pacos.infer.cli import sampling_params
+    from pacos.infer.config import PromptOptions
+    from pacos.options import from_args
 
     params = sampling_params(args)
-    with load_engine(args.model, template=args.template, kind="conversation", max_batch=1) as engine:
+    with load_engine(args.model, template=from_args(PromptOptions, args).template, kind="conversation",
+                     max_batch=1) as engine:
         run_repl(ChatSession(engine, params, system=args.system))
     return 0

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from pacos.errors import PacosError
-
+from pacos.options import option
 
 # Bounds that keep every sampling step finite in float32 (logits / temperature, logits / penalty).
 MAX_TEMPERATURE = 2.0
@@ -28,16 +28,23 @@ class SamplingError(PacosError):
 
 @dataclass
 class SamplingParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy, deterministic
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = off
-    min_p: float = 0.0  # 0 = off; else drop tokens less likely than min_p x the best one's probability
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    """How to choose each next token (the flags of every generating command, and the server's fields).
+
+    `check()` holds the ranges; every engine calls it when a generation starts, so Python callers get the same
+    errors as the command line and the API. It is not run on construction: the server derives per-choice
+    copies (seed + index) that the engine reduces to 64 bits first.
+    """
+
+    max_new_tokens: int = option(256, "most tokens to generate per answer")
+    temperature: float = option(0.0, "0 = greedy (deterministic); up to 2")
+    top_p: float = option(1.0, "nucleus sampling: keep the most likely tokens covering this mass (1 = off)")
+    top_k: int = option(0, "keep only the k most likely tokens (0 = off)")
+    min_p: float = option(0.0, "drop tokens less likely than min_p x the best one's probability (0 = off)")
+    repetition_penalty: float = option(1.0, "transformers' repetition penalty over prompt and output (1 = off)")
+    seed: int | None = option(None, "sampling seed (a record's seed is seed + its index)")
     # OpenAI-style penalties, subtracted over the output tokens only.
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float = option(0.0, "OpenAI presence penalty, -2 to 2 (0 = off)")
+    frequency_penalty: float = option(0.0, "OpenAI frequency penalty, -2 to 2 (0 = off)")
 
     def check(self) -> None:
         """Finite values in range, or SamplingError naming the field: nothing reaches the sampler that could
