@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pacos.errors import PacosError
 from pacos.infer.params import SamplingParams
 
+
 class QueueFull(PacosError):
     """The engine's waiting queue is at capacity (the server answers 503 with Retry-After)."""
 

@@ -31,7 +31,7 @@ class TransformersEngine(Engine):
 
     @classmethod
     def load(cls, model_ref: str, *, template: str | None = None, kind: str = "conversation", max_batch: int = 16,
-             max_waiting: int = 64, dtype=None) -> "TransformersEngine":
+             max_waiting: int = 64, dtype=None) -> TransformersEngine:
         import torch
 
         from pacos.models.loading import load_model, model_revision
