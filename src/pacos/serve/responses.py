@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 from openai.types import Completion, CompletionChoice, CompletionUsage, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -72,13 +73,22 @@ def completion(rid: str, model: str, texts: list[str], finishes: list[str], use:
                       usage=use)
 
 
+class CompletionChunkChoice(CompletionChoice):
+    """A streamed completion is a `Completion` per chunk, but the type says `finish_reason` is never null,
+    yet it is null on every chunk but a choice's last (as OpenAI sends it, and as its spec says in words)."""
+
+    finish_reason: Literal["stop", "length", "content_filter"] | None = None
+
+
+class CompletionChunk(Completion):
+    choices: list[CompletionChunkChoice]
+
+
 def completion_chunk(rid: str, model: str, index: int, text: str, finish: str | None = None,
-                     include_usage: bool = False) -> Completion:
-    """A streamed completion is a `Completion` per chunk. Built unvalidated: the type says `finish_reason`
-    is never null, yet it is null on every chunk but a choice's last (as OpenAI sends it)."""
-    choice = CompletionChoice.model_construct(index=index, text=text, logprobs=None, finish_reason=finish)
-    return Completion.model_construct(id=rid, object="text_completion", created=int(time.time()), model=model,
-                                      choices=[choice], **_null_usage(include_usage))
+                     include_usage: bool = False) -> CompletionChunk:
+    choice = CompletionChunkChoice(index=index, text=text, logprobs=None, finish_reason=finish)
+    return CompletionChunk(id=rid, object="text_completion", created=int(time.time()), model=model, choices=[choice],
+                           **_null_usage(include_usage))
 
 
 def chat_usage_chunk(rid: str, model: str, use: CompletionUsage) -> ChatCompletionChunk:
