@@ -107,8 +107,10 @@ def test_penalties_cannot_overflow_into_nan():
     up = apply_penalties(huge, SamplingParams(repetition_penalty=0.01), [0, 1], [])  # 3e38 / 0.01 overflows
     assert torch.isfinite(up[0]) and up[1] == -3e36 and up[2] == 1.0
     assert sample_row(up, SamplingParams(temperature=1e-5), torch.Generator().manual_seed(0)) == 0
-    down = apply_penalties(huge, SamplingParams(repetition_penalty=10.0), [1], [])  # -3e38 * 10: ruled out
-    assert down[1] == -math.inf
+    down = apply_penalties(huge, SamplingParams(repetition_penalty=10.0), [1], [])  # -3e38 * 10: floored
+    assert down[1] == torch.finfo(torch.float32).min
+    masked = apply_penalties(torch.tensor([-math.inf, 1.0]), SamplingParams(repetition_penalty=2.0), [0, 1], [])
+    assert masked.tolist() == [-math.inf, 0.5]  # a token ruled out before stays ruled out
     assert sample_row(down, SamplingParams(temperature=2.0), torch.Generator().manual_seed(0)) in (0, 2)
 
 

@@ -75,12 +75,15 @@ def _growing_cache_class():
     """
     from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+    init_args = len(inspect.signature(DynamicLayer.lazy_initialization).parameters) - 1
+
     class GrowingLayer(DynamicLayer):
         room = 128  # spare positions per (re)allocation
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
+                # transformers 5 passes the values too; 4.56-4.57 only the keys
+                self.lazy_initialization(*(key_states, value_states)[:init_args])
                 self.keys, self.values = key_states[..., :0, :], value_states[..., :0, :]
             cur, new = self.keys.shape[-2], key_states.shape[-2]
             buf = getattr(self, "buffers", None)

@@ -36,6 +36,7 @@ def apply_penalties(logits, params: SamplingParams, prompt_ids: list[int], outpu
     """A penalised copy of one row of logits (1-D float tensor)."""
     import torch
 
+    ruled_out = logits == float("-inf")
     logits = logits.clone()
     if params.repetition_penalty != 1.0 and (prompt_ids or output_ids):
         seen = torch.tensor(sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long, device=logits.device)
@@ -45,9 +46,11 @@ def apply_penalties(logits, params: SamplingParams, prompt_ids: list[int], outpu
         counts = torch.bincount(torch.tensor(output_ids, device=logits.device), minlength=logits.shape[-1])
         counts = counts[: logits.shape[-1]].to(logits.dtype)
         logits -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).to(logits.dtype)
-    # Dividing a large logit by a small penalty can overflow to +inf, and inf - inf is NaN further on;
-    # -inf (a token ruled out) is kept.
-    return logits.clamp_(max=torch.finfo(logits.dtype).max)
+    # A penalty can overflow a large logit to +-inf: +inf makes inf - inf = NaN further on, and -inf would rule
+    # a token out (every token, in a one-token vocabulary); the finite range is kept, and only a token that was
+    # ruled out before stays -inf.
+    finfo = torch.finfo(logits.dtype)
+    return logits.clamp_(min=finfo.min, max=finfo.max).masked_fill_(ruled_out, float("-inf"))
 
 
 def warp(logits, params: SamplingParams):
