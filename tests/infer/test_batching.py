@@ -98,3 +98,24 @@ def test_seeded_sampling_is_reproducible_in_a_batch(gen):
     while engine.has_work:
         engine.step()
     assert seqs[0].output_ids == seqs[1].output_ids == seqs[2].output_ids
+
+
+def test_freed_slots_are_reused_in_place_and_longer_prompts_join(gen):
+    """Six sequences through two slots: each joining row takes the slot a finished one left (a short prompt
+    after a long one, and a prompt longer than the batch so far), the other row going on; every output equals
+    transformers' own one-at-a-time generation."""
+    texts = ["a", "a much longer prompt with many words in it, longer than the others", "mid-length prompt",
+             "x", "another fairly long prompt, longer than what is running when it joins", "end"]
+    lengths = [3, 14, 5, 9, 4, 6]
+    prompts = [gen.encode(Example(t)) for t in texts]
+    engine = BatchEngine(gen.model, gen.tokenizer, max_batch=2, max_waiting=8)
+    seqs = [Sequence(ids, SamplingParams(max_new_tokens=n), lambda d, f: None) for ids, n in zip(prompts, lengths)]
+    for seq in seqs:
+        engine.submit(seq)
+    slots_seen = set()
+    while engine.has_work:
+        engine.step()
+        slots_seen.add(len(engine.rows))
+    assert slots_seen <= {0, 1, 2}  # never more than two slots: joiners took freed ones
+    for seq, ids, n in zip(seqs, prompts, lengths):
+        assert seq.finish_reason == "length" and seq.output_ids == reference(gen, ids, n)

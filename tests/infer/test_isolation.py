@@ -35,8 +35,8 @@ class FaultyModel:
             self.fail_next = None
             raise RuntimeError(f"injected {kind} failure\nsecond line of the message")
         out = self.model(**kwargs)
-        if kind == "decode" and self.poison in self.engine.running:
-            out.logits[self.engine.running.index(self.poison)] = float("nan")
+        if kind == "decode" and self.poison in self.engine.rows:
+            out.logits[self.engine.rows.index(self.poison)] = float("nan")
         return out
 
 

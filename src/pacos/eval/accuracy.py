@@ -23,7 +23,7 @@ def evaluate_tasks(model_ref, data, out=None, batch_size: int = 32, max_new_toke
     own = engine is None
     if own:
         engine = load_engine(model_ref, template=template, kind=record_kind(records), max_batch=batch_size,
-                             max_waiting=batch_size)
+                             max_waiting=2 * batch_size)
     try:
         answers = answer_records(engine, records, params, progress=True, desc="eval")
     finally:

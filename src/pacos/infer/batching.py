@@ -69,33 +69,74 @@ def _growing_cache_class():
     """A DynamicCache whose layers append into preallocated room instead of re-concatenating every step.
 
     `DynamicLayer.update` copies the whole cache at each decoded token (torch.cat); with 16 rows that copy
-    cost about a quarter of a step on CPU. Here a layer keeps a buffer with spare positions and `keys` /
-    `values` are views of its filled part; anything that replaces `keys`/`values` (our merge and drop)
-    is noticed and the buffer rebuilt from them.
+    cost about a quarter of a step on CPU. Here a layer keeps buffers with spare positions on both sides and
+    `keys`/`values` are views of a window of them: the engine writes a joining row into its slot and trims
+    columns nobody uses by narrowing the window, without copying. Anything that replaces `keys`/`values`
+    (growing the batch, compacting it) is noticed and the buffers rebuilt from them at the next update.
     """
     from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
     init_args = len(inspect.signature(DynamicLayer.lazy_initialization).parameters) - 1
 
     class GrowingLayer(DynamicLayer):
-        room = 128  # spare positions per (re)allocation
+        room = 128  # spare positions at the right end per (re)allocation
+        left_room = 64  # and at the left, so a longer prompt joining the batch rarely forces a copy
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 # transformers 5 passes the values too; 4.56-4.57 only the keys
                 self.lazy_initialization(*(key_states, value_states)[:init_args])
                 self.keys, self.values = key_states[..., :0, :], value_states[..., :0, :]
-            cur, new = self.keys.shape[-2], key_states.shape[-2]
-            buf = getattr(self, "buffers", None)
-            if (buf is None or self.keys.data_ptr() != buf[0].data_ptr() or self.keys.shape[0] != buf[0].shape[0]
-                    or cur + new > buf[0].shape[-2]):
-                shape = (*self.keys.shape[:-2], cur + new + self.room, self.keys.shape[-1])
-                buf = (self.keys.new_empty(shape), self.values.new_empty(shape))
-                buf[0][..., :cur, :], buf[1][..., :cur, :] = self.keys, self.values
-                self.buffers = buf
-            buf[0][..., cur:cur + new, :], buf[1][..., cur:cur + new, :] = key_states, value_states
-            self.keys, self.values = buf[0][..., :cur + new, :], buf[1][..., :cur + new, :]
+            new = key_states.shape[-2]
+            window = self.window()
+            if window is None or window[1] + new > self.buffers[0].shape[-2]:
+                window = self._reallocate(new)
+            start, end = window
+            buf = self.buffers
+            buf[0][..., end:end + new, :], buf[1][..., end:end + new, :] = key_states, value_states
+            self.keys, self.values = buf[0][..., start:end + new, :], buf[1][..., start:end + new, :]
             return self.keys, self.values
+
+        def window(self):
+            """(start, end) of `keys`/`values` within the buffers, or None if they were replaced (then the
+            next update copies them into new buffers)."""
+            buf = getattr(self, "buffers", None)
+            if buf is None:
+                return None
+            for view, whole in ((self.keys, buf[0]), (self.values, buf[1])):
+                if (view.shape[:-2] != whole.shape[:-2] or view.stride() != whole.stride()
+                        or view.untyped_storage().data_ptr() != whole.untyped_storage().data_ptr()):
+                    return None
+            step = self.keys.element_size() * self.keys.stride(-2)
+            offset, rest = divmod(self.keys.data_ptr() - buf[0].data_ptr(), step)
+            if rest or self.values.data_ptr() - buf[1].data_ptr() != offset * step:
+                return None
+            return offset, offset + self.keys.shape[-2]
+
+        def _reallocate(self, new: int) -> tuple[int, int]:
+            cur = self.keys.shape[-2]
+            shape = (*self.keys.shape[:-2], self.left_room + cur + new + self.room, self.keys.shape[-1])
+            buf = (self.keys.new_zeros(shape), self.values.new_zeros(shape))
+            start = self.left_room
+            buf[0][..., start:start + cur, :], buf[1][..., start:start + cur, :] = self.keys, self.values
+            self.buffers = buf
+            self.keys, self.values = buf[0][..., start:start + cur, :], buf[1][..., start:start + cur, :]
+            return start, start + cur
+
+        def prepend(self, n: int) -> None:
+            """Add `n` zero positions on the left (every row), in the left room when there is enough."""
+            import torch
+
+            window = self.window()
+            if window is not None and window[0] >= n:
+                start, end = window
+                for whole in self.buffers:
+                    whole[..., start - n:start, :] = 0
+                self.keys, self.values = self.buffers[0][..., start - n:end, :], self.buffers[1][..., start - n:end, :]
+                return
+            pad = (*self.keys.shape[:-2], n, self.keys.shape[-1])
+            self.keys = torch.cat([self.keys.new_zeros(pad), self.keys], dim=-2)
+            self.values = torch.cat([self.values.new_zeros(pad), self.values], dim=-2)
 
     class GrowingCache(DynamicCache):
         def __init__(self):
@@ -116,9 +157,11 @@ class BatchEngine:
         # transformers 5.24 renamed the forward's `past_key_values` to `cache` (the old name warns until 5.40).
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []
-        self.cache = None  # DynamicCache over `running`, rows in the same order
-        self.mask = None  # [batch, time] long: 1 where the cache holds a real token
+        # The batch's slots, in cache row order; None is a free slot (a finished sequence's, until another
+        # takes it: reusing slots means a joining or leaving sequence never copies the whole cache).
+        self.rows: list[Sequence | None] = []
+        self.cache = None  # GrowingCache over `rows`
+        self.mask = None  # [slots, time] long: 1 where the cache holds a real token of that row
         self.lock = threading.Lock()
         self.steps = 0
         self.cancelled = 0  # sequences dropped unfinished (client gone, Ctrl-C)
@@ -144,6 +187,10 @@ class BatchEngine:
         seq.cancelled = True  # the step loop drops it (and its cache row) before the next forward pass
 
     @property
+    def running(self) -> list[Sequence]:
+        return [s for s in self.rows if s is not None]
+
+    @property
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
 
@@ -166,16 +213,19 @@ class BatchEngine:
 
         with torch.inference_mode():
             try:
-                self._drop_done()
+                self._release_done()
                 if self.running:
                     self._decode()
             except Exception as e:  # noqa: BLE001  (a failed pass fails the rows in it, not the queue)
                 for seq in self.running:
                     self._finish(seq, "error", _one_line("generation failed", e))
-                self.running, self.cache, self.mask = [], None, None
+                self.rows, self.cache, self.mask = [], None, None
             admitted = self._admit()
             if admitted:
                 self._prefill_isolated(admitted)
+            free = self.rows.count(None)
+            if free and not self.waiting and 2 * free >= len(self.rows):
+                self._compact()  # the batch is draining: stop computing the free slots
         self.steps += 1
 
     def _admit(self) -> list[Sequence]:
@@ -193,14 +243,20 @@ class BatchEngine:
     def _decode(self) -> None:
         import torch
 
-        rows = self.running
-        ids = torch.tensor([[s.output_ids[-1]] for s in rows], device=self.device)
+        # A free slot is fed a pad token that attends only to itself (its output is ignored; no NaN).
+        ids = torch.tensor([[s.output_ids[-1] if s else self.pad_id] for s in self.rows], device=self.device)
         # The fed token's position: everything before it is in the cache.
-        pos = torch.tensor([[len(s.prompt_ids) + len(s.output_ids) - 1] for s in rows], device=self.device)
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(rows), 1))], dim=1)
+        pos = torch.tensor([[len(s.prompt_ids) + len(s.output_ids) - 1 if s else 0] for s in self.rows],
+                           device=self.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
                          **{self.cache_arg: self.cache})  # the cache grows in place
-        self._take(rows, next_tokens(out.logits[:, -1], rows))
+        logits = out.logits[:, -1]
+        active = [i for i, s in enumerate(self.rows) if s is not None]
+        if len(active) < len(self.rows):
+            logits = logits[active]
+        rows = [self.rows[i] for i in active]
+        self._take(rows, next_tokens(logits, rows))
 
     def _prefill_isolated(self, rows: list[Sequence]) -> None:
         """Prefill `rows` together; if that fails, one at a time, so only a row that fails alone is failed.
@@ -232,48 +288,82 @@ class BatchEngine:
         for layer in cache.layers:  # padded positions may hold NaN (fully masked rows); zero them
             layer.keys = torch.where(keep, layer.keys, 0)
             layer.values = torch.where(keep, layer.values, 0)
-        self._merge(cache, mask)
-        self.running += rows
+        self._insert(cache, mask, rows)
         self._take(rows, next_tokens(out.logits[:, -1], rows))
 
-    def _merge(self, cache, mask) -> None:
-        """Append new rows (their own cache and mask) to the running batch, left-padding the shorter side.
-        Every tensor is built before any is assigned, so a failure here leaves the running batch as it was."""
+    def _insert(self, cache, mask, new_rows: list[Sequence]) -> None:
+        """Put newly prefilled rows (their own cache and left-padded mask) into free slots of the batch, or new
+        slots at its end. Everything that can fail is built before anything is assigned, so a failure here
+        leaves the running batch as it was."""
         import torch
         import torch.nn.functional as F
 
         if self.cache is None:
-            self.cache, self.mask = cache, mask
+            self.cache, self.mask, self.rows = cache, mask, list(new_rows)
             return
-        old_t, new_t = self.mask.shape[1], mask.shape[1]
-        width = max(old_t, new_t)
-        merged = [(mine, name, torch.cat([F.pad(getattr(mine, name), (0, 0, width - old_t, 0)),
-                                          F.pad(getattr(theirs, name), (0, 0, width - new_t, 0))], dim=0))
-                  for mine, theirs in zip(self.cache.layers, cache.layers) for name in ("keys", "values")]
-        mask = torch.cat([F.pad(self.mask, (width - old_t, 0)), F.pad(mask, (width - new_t, 0))], dim=0)
-        for layer, name, tensor in merged:
-            setattr(layer, name, tensor)
-        self.mask = mask
+        width, new_width = self.mask.shape[1], mask.shape[1]
+        free = [i for i, s in enumerate(self.rows) if s is None][: len(new_rows)]
+        grow = len(new_rows) - len(free)
+        slots = free + list(range(len(self.rows), len(self.rows) + grow))
+        extra = max(0, new_width - width)  # a prompt longer than the batch so far: room on the left
+        theirs = [(F.pad(layer.keys, (0, 0, width + extra - new_width, 0)),
+                   F.pad(layer.values, (0, 0, width + extra - new_width, 0))) for layer in cache.layers]
+        their_mask = F.pad(mask, (width + extra - new_width, 0))
+        if extra:
+            for layer in self.cache.layers:
+                layer.prepend(extra)
+            self.mask = F.pad(self.mask, (extra, 0))
+        if grow:  # the batch gets more slots: the one copy of the whole cache, while the batch fills up
+            for layer, (keys, values) in zip(self.cache.layers, theirs):
+                layer.keys = torch.cat([layer.keys, keys.new_zeros((grow, *keys.shape[1:]))])
+                layer.values = torch.cat([layer.values, values.new_zeros((grow, *values.shape[1:]))])
+            self.mask = torch.cat([self.mask, self.mask.new_zeros((grow, self.mask.shape[1]))])
+            self.rows += [None] * grow
+        index = torch.tensor(slots, device=self.device)
+        for layer, (keys, values) in zip(self.cache.layers, theirs):
+            layer.keys[index] = keys  # writes through the view into the layer's buffers
+            layer.values[index] = values
+        self.mask[index] = their_mask
+        for slot, seq in zip(slots, new_rows):
+            self.rows[slot] = seq
 
-    def _drop_done(self) -> None:
+    def _release_done(self) -> None:
+        """Finished and cancelled rows leave their slots (no copy); columns no row uses any more are cut."""
+        done = [i for i, s in enumerate(self.rows) if s is not None and s.done]
+        if not done:
+            return
+        self.cancelled += sum(self.rows[i].cancelled and self.rows[i].finish_reason is None for i in done)
+        for i in done:
+            self.rows[i] = None
+        if not self.running:
+            self.rows, self.cache, self.mask = [], None, None
+            return
+        self.mask[done] = 0
+        self._trim()
+
+    def _compact(self) -> None:
+        """Drop the free slots from the batch (a copy of the cache rows that stay)."""
         import torch
 
-        keep = [i for i, s in enumerate(self.running) if not s.done]
-        if len(keep) == len(self.running):
-            return
-        self.cancelled += sum(s.cancelled and s.finish_reason is None for s in self.running)
-        self.running = [self.running[i] for i in keep]
+        keep = [i for i, s in enumerate(self.rows) if s is not None]
         if not keep:
-            self.cache, self.mask = None, None
+            self.rows, self.cache, self.mask = [], None, None
             return
         index = torch.tensor(keep, device=self.device)
         self.mask = self.mask[index]
-        # Columns no remaining row uses (the left padding of departed long prompts) are cut too.
-        first = int(self.mask.any(dim=0).nonzero()[0])
-        self.mask = self.mask[:, first:]
         for layer in self.cache.layers:
-            layer.keys = layer.keys[index, :, first:]
-            layer.values = layer.values[index, :, first:]
+            layer.keys, layer.values = layer.keys[index], layer.values[index]
+        self.rows = [self.rows[i] for i in keep]
+        self._trim()
+
+    def _trim(self) -> None:
+        """Cut the leading columns no row uses (the left padding of departed long prompts): a narrower view."""
+        used = self.mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else self.mask.shape[1]
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
     def _take(self, rows: list[Sequence], choices: list) -> None:
         """Each row's sampled token, or its own failure (the other rows go on)."""

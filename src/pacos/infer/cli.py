@@ -42,7 +42,7 @@ def _infer(args) -> int:
     config, params, prompt = from_args(InferConfig, args), sampling_params(args), from_args(PromptOptions, args)
     records = read_inputs(config.data)  # a bad file fails before the model loads
     with load_engine(args.model, template=prompt.template, kind=record_kind(records), max_batch=config.batch_size,
-                     max_waiting=config.batch_size) as engine:
+                     max_waiting=2 * config.batch_size) as engine:  # a batch waiting: a freed slot refills at once
         result = infer_file(engine, config.data, config.out, params, records=records)
     resumed = f" ({result.already} were already there)" if result.already else ""
     print(f"wrote {result.total} records with `generated` to {config.out}{resumed}")
