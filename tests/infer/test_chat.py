@@ -72,10 +72,12 @@ def lora_adapter(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     from pacos.models.loading import load_model
+    from pacos.models.peft_warnings import peft_alias_filter
 
     model, tokenizer = load_model(tiny_model_dir)
     out = tmp_path_factory.mktemp("adapter") / "lora"
-    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(out)
+    with peft_alias_filter():  # the same known peft/transformers deprecation pacos filters at its own peft calls
+        get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 

@@ -126,8 +126,14 @@ def test_check_names_the_field_whatever_its_type():
 
 def transformers_distribution(logits, params: SamplingParams, prompt, output):
     """What transformers' `generate` samples from: its own processors, chained in its order."""
-    from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
-                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+    from transformers import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     chain = []
     if params.repetition_penalty != 1.0:

@@ -3,7 +3,12 @@
 import pytest
 
 from pacos.data.dedup import Decision
-from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, TooManyBadAnswers, answer_problem
+from pacos.self_instruct.bad_answers import (
+    BadAnswerStreak,
+    Problem,
+    TooManyBadAnswers,
+    answer_problem,
+)
 
 NEW = Decision(kept=True, score=0.1, nearest="x")
 

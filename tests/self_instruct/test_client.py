@@ -9,7 +9,13 @@ import time
 import pytest
 
 from pacos.self_instruct.client import (
-    Teacher, TeacherConfig, TeacherError, UnparseableResponse, parse_retry_after, read_reply, retry_delay,
+    Teacher,
+    TeacherConfig,
+    TeacherError,
+    UnparseableResponse,
+    parse_retry_after,
+    read_reply,
+    retry_delay,
 )
 
 

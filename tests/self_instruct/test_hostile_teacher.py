@@ -9,12 +9,11 @@ import sys
 import time
 
 import pytest
+from teacher_double import PROSE, answer_for
+from test_loop import cli_args, read_jsonl
 
 from pacos.cli import main
 from pacos.self_instruct.store import RAW_TEXT_CAP, raw_log_path
-
-from teacher_double import PROSE, answer_for
-from test_loop import cli_args, read_jsonl
 
 MAX_BAD, BATCH, CONCURRENCY = 6, 2, 2
 BOUND_FLAGS = ["--max-bad-answers", str(MAX_BAD), "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY),

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from rouge_score import rouge_scorer
+from teacher_double import SEEDS
 
 from pacos.cli import main
 from pacos.self_instruct.client import TeacherConfig
@@ -19,8 +20,6 @@ from pacos.self_instruct.loop import generate
 from pacos.self_instruct.parse import Candidate
 from pacos.self_instruct.prompt import load_seed_tasks
 from pacos.self_instruct.store import raw_log_path
-
-from teacher_double import SEEDS
 
 
 def run_config(teacher, out, n=40, **overrides):

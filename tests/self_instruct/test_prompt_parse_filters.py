@@ -1,15 +1,19 @@
 """Prompt building, answer parsing and Alpaca's filters: pure functions on known text."""
 
 import pytest
+from teacher_double import JUNK, SEEDS
 
 from pacos.errors import DataError
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.parse import Candidate, parse_answer
 from pacos.self_instruct.prompt import (
-    REQUIREMENTS, STOP_SEQUENCES, SeedTask, build_prompt, load_seed_tasks, sample_examples,
+    REQUIREMENTS,
+    STOP_SEQUENCES,
+    SeedTask,
+    build_prompt,
+    load_seed_tasks,
+    sample_examples,
 )
-
-from teacher_double import JUNK, SEEDS
 
 
 def test_prompt_numbers_examples_and_ends_with_the_next_instruction():

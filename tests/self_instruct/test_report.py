@@ -2,9 +2,9 @@
 
 import json
 
-from pacos.cli import main
-
 from test_loop import cli_args
+
+from pacos.cli import main
 
 
 def test_report_of_a_run_writes_markdown_and_pngs(teacher, tmp_path, capsys):

@@ -1,14 +1,18 @@
 """The original two-stage Self-Instruct pipeline: its prompts and parsers, and a run against the double."""
 
 
+from test_loop import read_jsonl, run_config
+
+from pacos.self_instruct.loop import generate
 from pacos.self_instruct.prompt import SeedTask
 from pacos.self_instruct.store import raw_log_path
 from pacos.self_instruct.two_stage import (
-    bootstrap_prompt, classify_prompt, instance_prompt, parse_bootstrap, parse_instance,
+    bootstrap_prompt,
+    classify_prompt,
+    instance_prompt,
+    parse_bootstrap,
+    parse_instance,
 )
-
-from test_loop import read_jsonl, run_config
-from pacos.self_instruct.loop import generate
 
 
 def test_bootstrap_prompt_and_parse():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from pacos.serve.app import create_app
 from pacos.infer.engine import Engine, Event, QueueFull, Stream
+from pacos.serve.app import create_app
 from pacos.serve.feedback import FeedbackStore
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}

@@ -10,7 +10,11 @@ import torch
 from pacos.cli import main as cli_main
 from pacos.data.formats import save_records
 from pacos.data.synth import synth_records
-from pacos.train.checkpoints import CheckpointError, checkpoint_problem, choose_resume_checkpoint
+from pacos.train.checkpoints import (
+    CheckpointError,
+    checkpoint_problem,
+    choose_resume_checkpoint,
+)
 from pacos.train.config import TrainConfig
 from pacos.train.loop import train
 

@@ -5,9 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from pacos.data.atomic_write import write_objects
-from pacos.data.parse import RecordError, conversation_to_object, example_to_object, parse_object
+from pacos.data.parse import (
+    RecordError,
+    conversation_to_object,
+    example_to_object,
+    parse_object,
+)
 from pacos.data.raw_files import DataFileError, Problem, RawFile, read_raw
-from pacos.data.records import Conversation, Example, Record, conversation_to_example, example_to_conversation
+from pacos.data.records import (
+    Conversation,
+    Example,
+    Record,
+    conversation_to_example,
+    example_to_conversation,
+)
 from pacos.errors import DataError
 
 FORMATS = ("alpaca", "jsonl", "sharegpt", "messages", "self-instruct")

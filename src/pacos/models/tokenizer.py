@@ -8,7 +8,11 @@ fixed template boilerplate of the registry is one token each so sequences stay s
 
 from __future__ import annotations
 
-from pacos.prompting.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_SYSTEM
+from pacos.prompting.templates import (
+    ALPACA_PROMPT_INPUT,
+    ALPACA_PROMPT_NO_INPUT,
+    VICUNA_SYSTEM,
+)
 
 # ChatML in Jinja, as hub chat models ship it; lets `--template model` work on the presets.
 CHATML_JINJA = (

@@ -24,7 +24,12 @@ from pacos.self_instruct.client import Teacher
 from pacos.self_instruct.config import PIPELINES, SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.parse import Candidate, parse_answer
-from pacos.self_instruct.prompt import STOP_SEQUENCES, build_prompt, load_seed_tasks, sample_examples
+from pacos.self_instruct.prompt import (
+    STOP_SEQUENCES,
+    build_prompt,
+    load_seed_tasks,
+    sample_examples,
+)
 from pacos.self_instruct.store import RunStore, raw_entry, record
 from pacos.self_instruct.two_stage import two_stage_batch
 

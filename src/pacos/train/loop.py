@@ -78,10 +78,15 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     from pacos.data.formats import load_records
     from pacos.models.loading import load_model
+    from pacos.prompting.special_tokens import ensure_pad_token
     from pacos.prompting.templates import get_template, record_kind
     from pacos.train.checkpoints import ResumingTrainer, choose_resume_checkpoint
-    from pacos.train.progress import JsonlLogCallback, ProgressCallback, plot_loss, read_log
-    from pacos.prompting.special_tokens import ensure_pad_token
+    from pacos.train.progress import (
+        JsonlLogCallback,
+        ProgressCallback,
+        plot_loss,
+        read_log,
+    )
 
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
