@@ -17,11 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pacos.data.dedup import RougeDeduper
-from pacos.errors import PacosError
 from pacos.self_instruct.accounting import ProgressBar, Totals
 from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, answer_problem
 from pacos.self_instruct.client import Teacher
-from pacos.self_instruct.config import PIPELINES, SelfInstructConfig
+from pacos.self_instruct.config import SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.parse import Candidate, parse_answer
 from pacos.self_instruct.prompt import (
@@ -90,8 +89,6 @@ class Generation:
     """One run's shared state: seeds, novelty pool, totals, files, and the teacher."""
 
     def __init__(self, config: SelfInstructConfig, teacher: Teacher | None = None):
-        if config.pipeline not in PIPELINES:
-            raise PacosError(f"unknown --pipeline {config.pipeline!r}; choose one of {', '.join(PIPELINES)}")
         self.config = config
         self.seeds = load_seed_tasks(config.seed_tasks)
         self.store = RunStore(config.out)
