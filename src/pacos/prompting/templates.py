@@ -242,7 +242,12 @@ def _check_conversation(conv: Conversation) -> None:
 
 
 def trained_template_name(model_ref: str | Path) -> str | None:
-    """The template a pacos-trained model was fine-tuned with (recorded beside its weights)."""
+    """The template a pacos-trained model was fine-tuned with (recorded beside its weights, or in the metadata
+    of a GGUF file `pacos export` wrote)."""
+    from pacos.models.gguf_file import gguf_template_name, is_gguf
+
+    if is_gguf(model_ref):
+        return gguf_template_name(model_ref)
     run = Path(model_ref) / "pacos_train.json"
     if run.is_file():
         return json.loads(run.read_text()).get("template")
