@@ -8,7 +8,11 @@ or not trained by pacos, keeps the tokenizer's own chat template.
 
 from __future__ import annotations
 
-from pacos.prompting.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_SYSTEM
+from pacos.prompting.templates import (
+    ALPACA_PROMPT_INPUT,
+    ALPACA_PROMPT_NO_INPUT,
+    VICUNA_SYSTEM,
+)
 
 
 def _literal(text: str) -> str:

@@ -78,10 +78,10 @@ def check_tokens(llm, tokenizer) -> int:
         theirs = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         if ours != theirs:
             at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-            show = lambda ids: ids[at:at + 4]
+            mine, other = ours[at:at + 4], theirs[at:at + 4]
             raise VerificationError(
                 f"llama.cpp tokenizes {what} differently from the HF tokenizer from token {at} on: "
-                f"HF {show(ours)} {tokenizer.convert_ids_to_tokens(show(ours))!r} vs llama.cpp {show(theirs)} "
+                f"HF {mine} {tokenizer.convert_ids_to_tokens(mine)!r} vs llama.cpp {other} "
                 f"({len(ours)} vs {len(theirs)} tokens)")
         total += len(ours)
     return total
@@ -106,4 +106,4 @@ def compare_logits(ours, theirs) -> dict:
     kl = (np.exp(p) * (p - q)).sum(axis=-1)
     return {"max_abs_diff": float(np.abs(ours - theirs).max()),
             "top1_agreement": float((ours.argmax(-1) == theirs.argmax(-1)).mean()),
-            "kl_divergence": float(max(0.0, kl.mean())), "positions": int(len(ours))}
+            "kl_divergence": float(max(0.0, kl.mean())), "positions": len(ours)}

@@ -9,6 +9,7 @@ conversion instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -79,10 +80,8 @@ def metadata(path) -> dict:
     for name, field in reader.fields.items():
         if name.startswith("GGUF."):
             continue
-        try:
+        with contextlib.suppress(Exception):  # an odd field type: left out rather than failing the read
             out[name] = field.contents()
-        except Exception:  # noqa: BLE001  (an odd field type: leave it out rather than fail the read)
-            continue
     return out
 
 
