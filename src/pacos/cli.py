@@ -16,9 +16,11 @@ COMMAND_MODULES = (
     "pacos.models.cli",
     "pacos.train.cli",
     "pacos.infer.cli",
+    "pacos.export.cli",
     "pacos.infer.chat",
     "pacos.serve.cli",
     "pacos.eval.cli",
+    "pacos.eval.perplexity_cli",
     "pacos.self_instruct.cli",
     "pacos.demo",
 )
