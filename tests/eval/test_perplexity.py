@@ -285,3 +285,55 @@ def test_fuzzed_data_files_give_a_result_or_one_line(capsys, tmp_path, tiny_mode
         assert result["tokens"] > 0 and math.isfinite(result["perplexity"]) and not err
     else:
         assert err.startswith("pacos: error: ") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model_dir, tmp_path_factory):
+    """The tiny model exported as an f32 GGUF file (skips without llama-cpp-python)."""
+    pytest.importorskip("llama_cpp")
+    out = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
+    assert main(["export", str(tiny_model_dir), "--out", str(out), "--quant", "f32", "--no-verify"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("data, ctx", [("records", 512), ("text", 64)])
+def test_an_f32_gguf_gives_the_perplexity_of_its_model(tiny_gguf, tiny_model_dir, records_file, text_file, data,
+                                                      ctx):
+    path = records_file if data == "records" else text_file
+    hf, gguf = measure(tiny_model_dir, path, ctx=ctx), measure(tiny_gguf, path, ctx=ctx)
+    assert (gguf["windows"], gguf["tokens"]) == (hf["windows"], hf["tokens"])  # its embedded tokenizer: same ids
+    assert gguf["perplexity"] == pytest.approx(hf["perplexity"], rel=1e-3)
+
+
+def test_a_gguf_against_its_model_as_reference(tiny_gguf, tiny_model_dir, records_file):
+    from pacos.eval.perplexity import load_windows, read_data
+    from pacos.eval.perplexity_scorers import LlamaCppScorer
+
+    result = measure(tiny_gguf, records_file, reference=str(tiny_model_dir))
+    assert 0 <= result["kl_divergence"] < 1e-6
+    # Top-1 agrees wherever the HF model's choice is clear: the tiny model has random weights, so a few rows hold
+    # near-ties that the two implementations' float32 rounding (~1e-4 in logits) may order either way.
+    config = PerplexityConfig(data=str(records_file), progress=False)
+    hf, gguf = TransformersScorer(str(tiny_model_dir)), LlamaCppScorer(str(tiny_gguf), ctx=config.ctx)
+    clear = agree = 0
+    for window in load_windows(config, read_data(config), hf.tokenizer, None):
+        rows = torch.tensor(window.scored[1:])
+        (a,), (b,) = hf.logits([window.ids]), gguf.logits([window.ids])
+        assert a.shape == b.shape and b.dtype == torch.float32
+        a, b = a[:-1][rows], b[:-1][rows]
+        top2 = a.topk(2, dim=-1).values
+        decided = top2[:, 0] - top2[:, 1] > 1e-3
+        assert (a.argmax(-1) == b.argmax(-1))[decided].all()
+        clear += int(decided.sum())
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+    assert clear > 0.9 * result["tokens"]
+    assert result["top1_agreement"] == agree / result["tokens"]
+
+
+def test_a_bad_gguf_file_is_one_line(capsys, tmp_path, text_file):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"junk" * 8)
+    for model in (bad, tmp_path / "missing.gguf"):
+        code, _, err = run_cli(capsys, model, "--data", text_file)
+        assert code == 2 and err.startswith("pacos: error: ") and len(err.strip().splitlines()) == 1, err
+        assert "GGUF" in err or "no such file" in err

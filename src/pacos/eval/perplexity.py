@@ -146,10 +146,14 @@ def load_windows(config: PerplexityConfig, data: str | list, tokenizer, trained_
 # --- scoring from per-position logits ---------------------------------------------------------------------------
 
 
-def scored_log_probs(logits, window_scored):
-    """Log-softmax (float32) of the rows that predict scored tokens: row i - 1 for each scored position i.
-    `logits` is [len, vocab]; `window_scored` a bool tensor [len]."""
-    return logits[:-1][window_scored[1:]].float().log_softmax(-1)
+ROWS_PER_CHUNK = 64  # float64 rows of a large vocabulary (150k: 1.2 MB each) are taken a bounded slice at a time
+
+
+def scored_log_probs(logits, positions):
+    """Log-probabilities predicting the tokens at `positions` (a long tensor, none 0): rows positions - 1 of
+    `logits` [len, vocab], log-softmaxed in float64, so that the KL of two near-equal distributions comes out
+    a small positive number, not float32 rounding noise of either sign."""
+    return logits[positions - 1].double().log_softmax(-1)
 
 
 def token_nll(log_probs, targets):
@@ -169,7 +173,7 @@ def top1_agreement(ref_log_probs, log_probs):
 
 @dataclass
 class Totals:
-    """Sums over scored tokens, accumulated window by window (in float64)."""
+    """Sums over scored tokens, accumulated window by window."""
 
     windows: int = 0
     tokens: int = 0
@@ -180,16 +184,17 @@ class Totals:
 
     def add(self, logits, ids, scored, ref_logits=None) -> None:
         """One window: its logits [len, vocab] (and the reference's), ids [len] long, scored [len] bool tensors."""
-        targets = ids[1:][scored[1:]]
-        log_probs = scored_log_probs(logits, scored)
         self.windows += 1
-        self.tokens += int(targets.numel())
-        self.nll += float(token_nll(log_probs, targets).double().sum())
-        if ref_logits is not None:
-            ref_log_probs = scored_log_probs(ref_logits, scored)
-            self.ref_nll += float(token_nll(ref_log_probs, targets).double().sum())
-            self.kl += float(kl_divergence(ref_log_probs, log_probs).double().sum())
-            self.top1 += int(top1_agreement(ref_log_probs, log_probs).sum())
+        for positions in scored.nonzero().squeeze(-1).split(ROWS_PER_CHUNK):
+            targets = ids[positions]
+            log_probs = scored_log_probs(logits, positions)
+            self.tokens += len(positions)
+            self.nll += float(token_nll(log_probs, targets).sum())
+            if ref_logits is not None:
+                ref_log_probs = scored_log_probs(ref_logits, positions)
+                self.ref_nll += float(token_nll(ref_log_probs, targets).sum())
+                self.kl += float(kl_divergence(ref_log_probs, log_probs).sum())
+                self.top1 += int(top1_agreement(ref_log_probs, log_probs).sum())
 
     def result(self, *, model: str, data: str, ctx: int, reference: str | None = None) -> dict:
         """The reported figures: perplexity = exp(mean NLL over scored tokens), and with a reference the means of
