@@ -15,7 +15,7 @@ from pacos.prompting.templates import render_alpaca_prompt
 PROMPT = render_alpaca_prompt(Example("Give three tips for staying healthy.", "I sleep six hours a night."))
 STRINGS = {
     "the Alpaca prompt": PROMPT,
-    "unicode": "Ünïcödé: naïve café, 🦙🚀 emoji, Ελληνικά, кириллица, e\u0301",
+    "unicode": "Ünïcödé: naïve café, 🦙🚀 emoji, Ελληνικά, кириллица, ½ ∑ ≠",
     "code": "def square(x):\n    return x ** 2  # squared\n\tif a != b: print('hi', {\"k\": [1, 2]})\n",
     "Chinese": "列出5种不同的说服性写作技巧。我想在apple工作1314151天～",
     "whitespace": "  two leading spaces,\n\n\ttab, trailing   ",
