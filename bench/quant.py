@@ -1,0 +1,246 @@
+"""What GGUF quantization costs and what llama.cpp gains: quality, size and speed per type, in one run.
+
+    python bench/quant.py                # prints the tables
+    python bench/quant.py --record       # also writes the "GGUF quantization" section of docs/benchmarks.md
+
+One run, one model:
+- model: the `small` preset (25.7M parameters) fine-tuned by `pacos train` on 800 of the 1,000 real Alpaca
+  records in ../shared/data (Alpaca template, full weights, `--train-steps` steps; kept in `--work` and reused);
+- files: `pacos export` to f32, f16, q8_0, q6_k, q4_k_m and q4_0 (each one verified by the export itself);
+- quality: `pacos perplexity FILE --data heldout.json --responses --reference f32.gguf --json` on the 200
+  held-out records (only the answers' tokens, as training scores them): perplexity, its change against f32,
+  the KL divergence from f32 and top-1 agreement with it (as llama.cpp's perplexity tool reports them);
+- speed, batch 1, greedy, `--threads` threads (default: physical cores): prompt tokens/s (a 256-token prompt
+  prefilled) and decode tokens/s (128 tokens, EOS ignored) through pacos's engine (`load_engine` on the file,
+  as `pacos ask|chat|serve` run it), through raw llama-cpp-python on the same file (`Llama.eval` and
+  `Llama.generate`), and transformers `generate` in fp32 on the HF model directory (the baseline);
+- serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
+  load generator): aggregate output tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchlib import REPO, commit, machine, record
+
+import pacos  # noqa: F401  (before torch: OpenMP threads sleep between passes, as in the `pacos` command)
+
+SECTION = "## GGUF quantization (`pacos export`, llama.cpp backend)"
+ALPACA = REPO.parent / "shared" / "data" / "alpaca_en_1k.json"
+TYPES = ("f32", "f16", "q8_0", "q6_k", "q4_k_m", "q4_0")
+TARGETS = {"q8_0": 0.5, "q4_k_m": 5.0, "q4_0": 10.0}  # perplexity change vs f32 allowed, percent
+
+
+def pacos_cli(*args, capture: bool = True) -> str:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pacos.cli", *map(str, args)], env=env, text=True,
+                          capture_output=capture, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"pacos {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def prepare(work: Path, steps: int) -> tuple[Path, Path]:
+    """The trained model and the held-out records (built once, reused)."""
+    if not ALPACA.is_file():
+        raise SystemExit(f"{ALPACA} is missing: this benchmark needs the real Alpaca records in ../shared/data")
+    work.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(ALPACA.read_text())
+    train, heldout = work / "train.json", work / "heldout.json"
+    train.write_text(json.dumps(rows[:800]))
+    heldout.write_text(json.dumps(rows[800:]))
+    model = work / f"small-alpaca-{steps}"
+    if not (model / "pacos_train.json").is_file():
+        base = work / "small"
+        if not base.is_dir():
+            pacos_cli("model", "init", "--preset", "small", "--out", base)
+        print(f"training small on 800 Alpaca records for {steps} steps", flush=True)
+        pacos_cli("train", "--model", base, "--data", train, "--out", model, "--max-steps", steps, "--lr", "1e-3",
+                  "--batch-size", "8", "--grad-accum", "1", "--max-len", "256", "--warmup-ratio", "0.05",
+                  "--save-every", str(steps), "--no-progress", capture=False)
+    return model, heldout
+
+
+def export_all(model: Path, work: Path) -> dict[str, Path]:
+    files = {}
+    for quant in TYPES:
+        out = work / f"{model.name}-{quant}.gguf"
+        if not out.is_file():
+            pacos_cli("export", model, "--out", out, "--quant", quant)
+        files[quant] = out
+    return files
+
+
+def quality(files: dict[str, Path], heldout: Path) -> dict[str, dict]:
+    out = {}
+    for quant, path in files.items():
+        args = ["perplexity", path, "--data", heldout, "--responses", "--json"]
+        if quant != "f32":
+            args += ["--reference", files["f32"]]
+        out[quant] = json.loads(pacos_cli(*args))
+        print(f"{quant}: perplexity {out[quant]['perplexity']:.4f}", flush=True)
+    return out
+
+
+def speed_prompt(tokenizer, n: int) -> list[int]:
+    text = " ".join(json.loads(ALPACA.read_text())[i]["output"] for i in range(40))
+    return tokenizer(text)["input_ids"][:n]
+
+
+def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) through pacos's engine on a GGUF file, batch 1."""
+    from pacos.infer.backends import load_engine
+    from pacos.infer.params import SamplingParams
+
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=new)
+    with load_engine(str(path), max_batch=1, threads=threads) as engine:
+        _run_stream(engine, prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4))  # warm-up
+        first, end, tokens = _run_stream(engine, prompt, sampling)
+    return len(prompt) / first, (tokens - 1) / (end - first)
+
+
+def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    first, tokens = None, 0
+    for event in engine.start(prompt, sampling, ignore_eos=True).events():
+        if first is None and event.completion_tokens >= 1:
+            first = time.perf_counter() - start
+        tokens = event.completion_tokens
+    return first, time.perf_counter() - start, tokens
+
+
+def raw_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) with llama-cpp-python alone on the same file."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=len(prompt) + new + 8, n_threads=threads,
+                          n_threads_batch=threads, n_batch=512, verbose=False)
+    llm.eval(prompt[:16])  # warm-up
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(prompt)
+    prefill = time.perf_counter() - start
+    llm.reset()
+    tokens, start, first = 0, time.perf_counter(), None
+    for _ in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        tokens += 1
+        if first is None:
+            first = time.perf_counter()
+        if tokens == new:
+            break
+    end = time.perf_counter()
+    llm.close()
+    return len(prompt) / prefill, (tokens - 1) / (end - first)
+
+
+def hf_speed(model_dir: Path, prompt: list[int], new: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) with transformers `generate`, fp32, batch 1."""
+    import torch
+
+    from pacos.models.loading import load_model
+
+    model, _ = load_model(model_dir, dtype=torch.float32)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        model(input_ids=ids[:, :16])  # warm-up
+        start = time.perf_counter()
+        model(input_ids=ids)
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0)
+        total = time.perf_counter() - start
+    return len(prompt) / prefill, (new - 1) / max(1e-9, total - prefill)
+
+
+def serve_speed(path: Path, port: int, max_tokens: int, requests: int) -> tuple[float, float]:
+    """Aggregate output tokens/s of `pacos serve FILE.gguf` with 1 and with 4 concurrent clients."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from serve import run_level, start_server
+
+    proc = start_server(path, port, 4)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(run_level(url, 1, 1, 8))  # warm-up
+        one = asyncio.run(run_level(url, 1, requests, max_tokens))["tokens_per_s"]
+        four = asyncio.run(run_level(url, 4, requests, max_tokens))["tokens_per_s"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return one, four
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default=str(REPO / "bench" / ".work" / "quant"), help="models and files (reused)")
+    p.add_argument("--train-steps", type=int, default=400)
+    p.add_argument("--prompt-tokens", type=int, default=256)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument("--port", type=int, default=8631)
+    p.add_argument("--record", action="store_true", help="write the results to docs/benchmarks.md")
+    args = p.parse_args()
+    from pacos.models.gguf_file import physical_cores, load_gguf_tokenizer
+
+    threads = args.threads or physical_cores()
+    load = os.getloadavg()[0]
+    work = Path(args.work)
+    model, heldout = prepare(work, args.train_steps)
+    files = export_all(model, work)
+    ppl = quality(files, heldout)
+    prompt = speed_prompt(load_gguf_tokenizer(files["f32"]), args.prompt_tokens)
+    hf_prompt, hf_decode = hf_speed(model, prompt, args.new_tokens)
+    print(f"transformers fp32: prompt {hf_prompt:.0f} tok/s, decode {hf_decode:.1f} tok/s", flush=True)
+    rows = []
+    for quant, path in files.items():
+        ours, raw = pacos_speed(path, prompt, args.new_tokens, threads), raw_speed(path, prompt, args.new_tokens,
+                                                                                  threads)
+        rows.append({"quant": quant, "mib": path.stat().st_size / 2**20, **ppl[quant], "pacos_prompt": ours[0],
+                     "pacos_decode": ours[1], "raw_prompt": raw[0], "raw_decode": raw[1]})
+        print(f"{quant}: pacos decode {ours[1]:.1f} tok/s, raw llama-cpp-python {raw[1]:.1f}", flush=True)
+    serving = {quant: serve_speed(files[quant], args.port, args.new_tokens, 3) for quant in ("f32", "q4_k_m")}
+    text = tables(rows, hf_prompt, hf_decode, serving)
+    print(text)
+    if args.record:
+        import llama_cpp
+        import torch
+
+        record(SECTION, f"{SECTION}\n\nCommand: `python bench/quant.py --record` · machine: {machine()}, torch "
+                        f"{torch.__version__}, llama-cpp-python {llama_cpp.__version__}, {threads} threads · commit "
+                        f"{commit()} · 1-minute load average at the start: {load:.1f}\n\n"
+                        f"{__doc__.split('One run, one model:', 1)[1].strip()}\n\n{text}\n")
+    return 0
+
+
+def tables(rows, hf_prompt, hf_decode, serving) -> str:
+    base = next(r for r in rows if r["quant"] == "f32")
+    lines = ["| type | size (MiB) | perplexity | vs f32 | target | KL vs f32 | top-1 vs f32 | prompt tok/s pacos / "
+             "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        delta = 100 * (r["perplexity"] / base["perplexity"] - 1)
+        target = f"<= {TARGETS[r['quant']]}%: {'met' if delta <= TARGETS[r['quant']] else 'MISSED'}" \
+            if r["quant"] in TARGETS else ""
+        kl = f"{r['kl_divergence']:.5f}" if r.get("kl_divergence") is not None else "-"
+        top1 = f"{r['top1_agreement']:.4f}" if r.get("top1_agreement") is not None else "-"
+        lines.append(f"| {r['quant']} | {r['mib']:.1f} | {r['perplexity']:.4f} | {delta:+.2f}% | {target} | {kl} | "
+                     f"{top1} | {r['pacos_prompt']:.0f} / {r['raw_prompt']:.0f} | {r['pacos_decode']:.1f} / "
+                     f"{r['raw_decode']:.1f} | {r['pacos_decode'] / r['raw_decode']:.2f}x | "
+                     f"{r['pacos_decode'] / hf_decode:.1f}x |")
+    lines += ["", f"transformers `generate`, fp32, on the HF model directory: prompt {hf_prompt:.0f} tokens/s, decode "
+                  f"{hf_decode:.1f} tokens/s (batch 1, greedy).", "",
+              "| `pacos serve FILE.gguf` | 1 client tokens/s | 4 clients tokens/s | 4 vs 1 |", "|---|---:|---:|---:|"]
+    for quant, (one, four) in serving.items():
+        lines.append(f"| {quant} | {one:.1f} | {four:.1f} | {four / one:.2f}x |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
