@@ -120,6 +120,43 @@ def qwen2_dir(tmp_path_factory):
     return _save(Qwen2ForCausalLM, config, tokenizer, tmp_path_factory.mktemp("qwen2") / "qwen2")
 
 
+@pytest.fixture(scope="module")
+def sentencepiece_dir(tmp_path_factory):
+    """A LLaMA model whose tokenizer is a real SentencePiece BPE model (byte fallback, identity normalization,
+    a dummy prefix, as LLaMA 1/2's and Mistral's are), trained offline and loaded by transformers from
+    tokenizer.model."""
+    spm = pytest.importorskip("sentencepiece")
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("spm")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(list(STRINGS.values()) * 30 + [
+        "The quick brown fox jumps over the lazy dog. Give three tips for staying healthy."] * 30))
+    source = root / "source"
+    source.mkdir()
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(source / "tokenizer"), vocab_size=600,
+                                   model_type="bpe", byte_fallback=True, character_coverage=0.9995, bos_id=1,
+                                   eos_id=2, unk_id=0, pad_id=-1, split_digits=True, normalization_rule_name="identity",
+                                   remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, minloglevel=2)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=128, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    return _save(LlamaForCausalLM, config, tokenizer, root / "model")
+
+
+def test_sentencepiece_llama_vocabulary(sentencepiece_dir, tmp_path):
+    out = tmp_path / "spm.gguf"
+    result = export_gguf(str(sentencepiece_dir), out, "f32", **QUIET)
+    assert result.checks["top1_agreement"] == 1.0
+    meta = metadata(out)
+    assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.add_space_prefix"] is True
+    model, tokenizer = load_model(sentencepiece_dir)
+    llm = open_llama(out, n_ctx=256)
+    ids = tokenizer("Give three tips")["input_ids"]
+    assert _greedy(llm, ids, 12) == _hf_greedy(model, ids, 12)
+
+
 def _greedy(llm, ids, n):
     out = []
     for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
