@@ -187,7 +187,7 @@ def main() -> int:
     p.add_argument("--port", type=int, default=8631)
     p.add_argument("--record", action="store_true", help="write the results to docs/benchmarks.md")
     args = p.parse_args()
-    from pacos.models.gguf_file import physical_cores, load_gguf_tokenizer
+    from pacos.models.gguf_file import load_gguf_tokenizer, physical_cores
 
     threads = args.threads or physical_cores()
     load = os.getloadavg()[0]
@@ -221,8 +221,8 @@ def main() -> int:
 
 def tables(rows, hf_prompt, hf_decode, serving) -> str:
     base = next(r for r in rows if r["quant"] == "f32")
-    lines = ["| type | size (MiB) | perplexity | vs f32 | target | KL vs f32 | top-1 vs f32 | prompt tok/s pacos / "
-             "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 |",
+    lines = [("| type | size (MiB) | perplexity | vs f32 | target | KL vs f32 | top-1 vs f32 | prompt tok/s pacos / "
+             "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 |"),
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         delta = 100 * (r["perplexity"] / base["perplexity"] - 1)
@@ -234,8 +234,8 @@ def tables(rows, hf_prompt, hf_decode, serving) -> str:
                      f"{top1} | {r['pacos_prompt']:.0f} / {r['raw_prompt']:.0f} | {r['pacos_decode']:.1f} / "
                      f"{r['raw_decode']:.1f} | {r['pacos_decode'] / r['raw_decode']:.2f}x | "
                      f"{r['pacos_decode'] / hf_decode:.1f}x |")
-    lines += ["", f"transformers `generate`, fp32, on the HF model directory: prompt {hf_prompt:.0f} tokens/s, decode "
-                  f"{hf_decode:.1f} tokens/s (batch 1, greedy).", "",
+    lines += ["", (f"transformers `generate`, fp32, on the HF model directory: prompt {hf_prompt:.0f} tokens/s, decode "
+                  f"{hf_decode:.1f} tokens/s (batch 1, greedy)."), "",
               "| `pacos serve FILE.gguf` | 1 client tokens/s | 4 clients tokens/s | 4 vs 1 |", "|---|---:|---:|---:|"]
     for quant, (one, four) in serving.items():
         lines.append(f"| {quant} | {one:.1f} | {four:.1f} | {four / one:.2f}x |")
