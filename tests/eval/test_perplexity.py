@@ -221,7 +221,7 @@ def test_cli_json_fields(capsys, tiny_model_dir, records_file):
     assert set(json.loads(out)) == {"model", "reference", "data", "ctx", "windows", "tokens", "perplexity", "nll",
                                     "kl_divergence", "top1_agreement", "reference_perplexity"}
     code, out, _ = run_cli(capsys, tiny_model_dir, "--data", records_file, "--reference", tiny_model_dir)
-    assert code == 0 and "perplexity:" in out and "top-1 agreement: 100.00%" in out
+    assert code == 0 and "perplexity:" in out and "top-1 agreement:  100.00%" in out
 
 
 @pytest.fixture(scope="module")

@@ -220,9 +220,9 @@ def format_result(result: dict) -> str:
              f"perplexity:  {result['perplexity']:.4f}  (mean NLL {result['nll']:.6f} nats/token)"]
     if result.get("reference") is not None:
         lines += [f"reference:   {result['reference']}",
-                  f"  perplexity:      {result['reference_perplexity']:.4f}",
-                  f"  KL(ref || model): {result['kl_divergence']:.6f} nats/token",
-                  f"  top-1 agreement: {100 * result['top1_agreement']:.2f}%"]
+                  f"  perplexity:       {result['reference_perplexity']:.4f}",
+                  f"  KL(ref || model): {result['kl_divergence']:.4g} nats/token",
+                  f"  top-1 agreement:  {100 * result['top1_agreement']:.2f}%"]
     return "\n".join(lines)
 
 
