@@ -12,116 +12,37 @@ shifts a sequence's positions.
 Failures stay with the requests they belong to: a row whose token cannot be chosen (non-finite logits, a
 sampling value that fails) ends with finish_reason "error" alone; a failed decode pass fails the rows in it
 and a failed prefill only the rows being admitted (retried one by one, so one bad prompt fails alone); the
-waiting queue is never failed. `BatchScheduler` runs the steps on a background thread; every command
-reaches it through the engine interface (`pacos.infer.engine`).
+waiting queue is never failed. What does not depend on the model (the queue, the slots, what happens to each
+chosen token, the stepping thread) is `pacos.infer.continuous`, shared with the llama.cpp backend; every
+command reaches it through the engine interface (`pacos.infer.engine`).
 """
 
 from __future__ import annotations
 
 import inspect
-import threading
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
-from pacos.errors import PacosError
-from pacos.infer.engine import QueueFull
+from pacos.infer.continuous import Sequence, SequenceBatch
+from pacos.infer.engine import QueueFull  # noqa: F401  (re-exported: callers import it with the step loop)
 from pacos.infer.kv_cache import growing_cache
-from pacos.infer.params import SamplingParams
 from pacos.infer.sampling import next_tokens
-from pacos.infer.textstream import IncrementalDecoder, StopMatcher
-
-# on_event(delta, finish_reason): text as it becomes final; finish_reason "stop", "length", "error" at the end.
-EventCallback = Callable[[str, "str | None"], None]
 
 
-@dataclass(eq=False)
-class Sequence:
-    """One generation: a prompt, how to sample it, where to stop, and where its text goes."""
-
-    prompt_ids: list[int]
-    sampling: SamplingParams
-    on_event: EventCallback
-    stops: tuple[str, ...] = ()
-    stop_ids: frozenset = frozenset()  # token ids that end the generation (EOS, a template's end of turn)
-    strip: bool = False  # an answer to a template: no whitespace around it (see StopMatcher)
-    output_ids: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
-    cancelled: bool = False
-    text: str = ""  # the released text so far
-    error: str = ""  # why generation failed (finish_reason "error")
-
-    def __post_init__(self):
-        self.generator = None
-        self.decoder = None
-        self.matcher = StopMatcher(self.stops, self.strip)
-
-    @property
-    def done(self) -> bool:
-        return self.finish_reason is not None or self.cancelled
-
-
-class BatchEngine:
-    """The step loop's state: running rows with their cache and mask, and the waiting queue."""
+class BatchEngine(SequenceBatch):
+    """The transformers step loop's state: running rows with their cache and mask (the queue, the slots and
+    what happens to a chosen token are `SequenceBatch`'s)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 16, max_waiting: int = 64):
-        self.model, self.tokenizer = model, tokenizer
-        self.max_batch, self.max_waiting = max_batch, max_waiting
-        self.context = getattr(model.config, "max_position_embeddings", None)
+        super().__init__(tokenizer, max_batch=max_batch, max_waiting=max_waiting,
+                         context=getattr(model.config, "max_position_embeddings", None),
+                         device=next(model.parameters()).device)
+        self.model = model
         self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-        self.device = next(model.parameters()).device
         # transformers 5.24 renamed the forward's `past_key_values` to `cache` (the old name warns until 5.40).
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.waiting: deque[Sequence] = deque()
-        # The batch's slots, in cache row order; None is a free slot (a finished sequence's, until another
-        # takes it: reusing slots means a joining or leaving sequence never copies the whole cache).
-        self.rows: list[Sequence | None] = []
+        # `rows` are the batch's slots in cache row order; None is a free slot (a finished sequence's, until
+        # another takes it: reusing slots means a joining or leaving sequence never copies the whole cache).
         self.cache = None  # GrowingCache over `rows`
         self.mask = None  # [slots, time] long: 1 where the cache holds a real token of that row
-        self.lock = threading.Lock()
-        self.steps = 0
-        self.cancelled = 0  # sequences dropped unfinished (client gone, Ctrl-C)
-
-    # -- requests ---------------------------------------------------------------------------------------
-    def submit(self, seq: Sequence) -> None:
-        """Queue `seq`; SamplingError for a value that could not be sampled, QueueFull when the queue is full."""
-        import torch
-
-        # Any integer seed is taken modulo 2**64: the server's per-choice seed (seed + index) may pass 64 bits.
-        (replace(seq.sampling, seed=None) if isinstance(seq.sampling.seed, int) else seq.sampling).check()
-        if self.context and len(seq.prompt_ids) >= self.context:
-            raise PacosError(f"prompt of {len(seq.prompt_ids)} tokens does not fit the context of {self.context}")
-        if seq.sampling.seed is not None:
-            seq.generator = torch.Generator(device=self.device).manual_seed(seq.sampling.seed64)
-        seq.decoder = IncrementalDecoder(self.tokenizer)
-        with self.lock:
-            if len(self.waiting) >= self.max_waiting:
-                raise QueueFull(f"{len(self.waiting)} requests are already waiting")
-            self.waiting.append(seq)
-
-    def cancel(self, seq: Sequence) -> None:
-        seq.cancelled = True  # the step loop drops it (and its cache row) before the next forward pass
-
-    @property
-    def running(self) -> list[Sequence]:
-        return [s for s in self.rows if s is not None]
-
-    @property
-    def has_work(self) -> bool:
-        return bool(self.running or self.waiting)
-
-    def run(self, seq: Sequence) -> Sequence:
-        """Submit `seq` and step until it is done, in the caller's thread (tests and tools; commands go through
-        `pacos.infer.engine`, which steps on the scheduler's thread)."""
-        self.submit(seq)
-        try:
-            while not seq.done:
-                self.step()
-        finally:
-            if not seq.done:
-                self.cancel(seq)
-                self.step()
-        return seq
 
     # -- the step loop ----------------------------------------------------------------------------------
     def step(self) -> None:
@@ -133,8 +54,7 @@ class BatchEngine:
                 if self.running:
                     self._decode()
             except Exception as e:  # noqa: BLE001  (a failed pass fails the rows in it, not the queue)
-                for seq in self.running:
-                    self._finish(seq, "error", _one_line("generation failed", e))
+                self._fail(self.running, "generation failed", e)
                 self.rows, self.cache, self.mask = [], None, None
             admitted = self._admit()
             if admitted:
@@ -143,18 +63,6 @@ class BatchEngine:
             if free and not self.waiting and 2 * free >= len(self.rows):
                 self._compact()  # the batch is draining: stop computing the free slots
         self.steps += 1
-
-    def _admit(self) -> list[Sequence]:
-        room = self.max_batch - len(self.running)
-        admitted = []
-        with self.lock:
-            while self.waiting and len(admitted) < room:
-                seq = self.waiting.popleft()
-                if seq.cancelled:
-                    self.cancelled += 1
-                else:
-                    admitted.append(seq)
-        return admitted
 
     def _decode(self) -> None:
         import torch
@@ -181,7 +89,7 @@ class BatchEngine:
             self._prefill(rows)
         except Exception as e:  # noqa: BLE001
             if len(rows) == 1:
-                self._finish(rows[0], "error", _one_line("generation failed", e))
+                self._fail(rows, "generation failed", e)
                 return
             for seq in rows:
                 self._prefill_isolated([seq])
@@ -245,12 +153,9 @@ class BatchEngine:
 
     def _release_done(self) -> None:
         """Finished and cancelled rows leave their slots (no copy); columns no row uses any more are cut."""
-        done = [i for i, s in enumerate(self.rows) if s is not None and s.done]
+        done = self._leave_done()
         if not done:
             return
-        self.cancelled += sum(self.rows[i].cancelled and self.rows[i].finish_reason is None for i in done)
-        for i in done:
-            self.rows[i] = None
         if not self.running:
             self.rows, self.cache, self.mask = [], None, None
             return
@@ -280,89 +185,3 @@ class BatchEngine:
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
-
-    def _take(self, rows: list[Sequence], choices: list) -> None:
-        """Each row's sampled token, or its own failure (the other rows go on)."""
-        for seq, choice in zip(rows, choices):
-            if isinstance(choice, Exception):
-                self._finish(seq, "error", _one_line("sampling failed", choice))
-                continue
-            try:
-                self._accept(seq, choice)
-            except Exception as e:  # noqa: BLE001  (e.g. a token the tokenizer cannot decode)
-                self._finish(seq, "error", _one_line("generation failed", e))
-
-    def _accept(self, seq: Sequence, token: int) -> None:
-        if seq.cancelled:
-            return
-        seq.output_ids.append(token)
-        if token in seq.stop_ids:
-            self._finish(seq, "stop")
-            return
-        delta = seq.matcher.push(seq.decoder.push(token))
-        if seq.matcher.stopped is not None:
-            self._finish(seq, "stop", delta=delta)
-        elif len(seq.output_ids) >= seq.sampling.max_new_tokens or (
-                self.context and len(seq.prompt_ids) + len(seq.output_ids) >= self.context):
-            self._finish(seq, "length", delta=delta)
-        elif delta:
-            seq.text += delta
-            _notify(seq, delta, None)
-
-    def _finish(self, seq: Sequence, reason: str, message: str = "", delta: str = "") -> None:
-        if seq.done:
-            return
-        if reason != "error":
-            delta += seq.matcher.flush()
-        seq.text += delta
-        seq.finish_reason, seq.error = reason, message
-        _notify(seq, delta, reason)
-
-
-def _notify(seq: Sequence, delta: str, reason: str | None) -> None:
-    try:
-        seq.on_event(delta, reason)
-    except Exception:  # noqa: BLE001  (a consumer whose callback fails is gone: stop generating for it)
-        seq.cancelled = True
-
-
-def _one_line(what: str, e: BaseException) -> str:
-    """A one-line reason for `Sequence.error`."""
-    lines = str(e).strip().splitlines()
-    return f"{what}: {type(e).__name__}" + (f": {lines[0]}" if lines else "")
-
-
-class BatchScheduler:
-    """Runs `engine.step()` on a background thread whenever there is work (the server's engine loop)."""
-
-    def __init__(self, engine: BatchEngine):
-        self.engine = engine
-        self.wake = threading.Condition()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._loop, name="pacos-batching", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        with self.wake:
-            self.stopping = True
-            self.wake.notify()
-        self.thread.join(timeout=10)
-
-    def submit(self, seq: Sequence) -> None:
-        self.engine.submit(seq)
-        with self.wake:
-            self.wake.notify()
-
-    def cancel(self, seq: Sequence) -> None:
-        self.engine.cancel(seq)
-
-    def _loop(self) -> None:
-        while True:
-            with self.wake:
-                while not self.engine.has_work and not self.stopping:
-                    self.wake.wait()
-                if self.stopping:
-                    return
-            self.engine.step()
