@@ -359,6 +359,9 @@ def test_bad_input_gets_one_line_errors(tiny_model_dir, tmp_path):
         assert proc.returncode != 0 and says in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
+    proc = run_pacos("export", good, "--out", tmp_path / "again.gguf")
+    assert proc.returncode == 2 and "already a GGUF file" in proc.stderr
+
     proc = run_pacos("export", tiny_model_dir, "--out", tmp_path / "x.gguf", "--quant", "q3_k")
     assert proc.returncode == 2 and "q4_k_m" in proc.stderr
 

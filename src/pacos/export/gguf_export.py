@@ -36,6 +36,11 @@ def export_gguf(model_ref: str, out, quant: str = "f16", *, template: str | None
     """Export `model_ref` to `out` as `quant`; raises PacosError naming what failed (nothing left at `out`)."""
     if quant not in QUANTS:
         raise PacosError(f"unknown --quant {quant!r}; choose one of: {', '.join(QUANTS)}")
+    from pacos.models.gguf_file import is_gguf
+
+    if is_gguf(model_ref):
+        raise PacosError(f"{model_ref} is already a GGUF file: export from the model directory, adapter or hub id "
+                         "it was made from")
     out = Path(out)
     if out.is_dir():
         raise PacosError(f"--out {out} is a directory; give a file name like {out / 'model.gguf'}")
