@@ -152,7 +152,7 @@ def test_sentencepiece_llama_vocabulary(sentencepiece_dir, tmp_path):
     meta = metadata(out)
     assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.add_space_prefix"] is True
     model, tokenizer = load_model(sentencepiece_dir)
-    llm = open_llama(out, n_ctx=256)
+    llm = open_llama(out, n_ctx=256, f32_cache=True)
     ids = tokenizer("Give three tips")["input_ids"]
     assert _greedy(llm, ids, 12) == _hf_greedy(model, ids, 12)
 
@@ -184,7 +184,7 @@ def test_llama_offline_tokenizer_f32_equals_hf_token_for_token(tiny_model_dir, t
     result = export_gguf(str(tiny_model_dir), out, "f32", **QUIET)
     assert result.checks["top1_agreement"] == 1.0 and result.checks["max_abs_diff"] < 1e-3
     model, tokenizer = load_model(tiny_model_dir)
-    llm = open_llama(out, n_ctx=512)
+    llm = open_llama(out, n_ctx=512, f32_cache=True)
     for text in ("Give three tips for staying healthy.", "列出5种技巧", "x = [1, 2, 3]\n"):
         ids = tokenizer(text)["input_ids"]
         assert llm.tokenize(text.encode(), add_bos=True, special=True) == ids
@@ -211,7 +211,7 @@ def test_qwen2_byte_level_bpe_with_chatml(qwen2_dir, tmp_path):
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert meta["tokenizer.ggml.eos_token_id"] == end
     assert meta["tokenizer.chat_template"] == CHATML
-    llm = open_llama(out, n_ctx=512)
+    llm = open_llama(out, n_ctx=512, f32_cache=True)
     assert llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), end)
     ids = tokenizer("<|im_start|>user\n你好, world<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
     assert _greedy(llm, ids, 12) == _hf_greedy(model, ids, 12)

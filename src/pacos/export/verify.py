@@ -37,7 +37,9 @@ def verify_export(path, model, tokenizer, quant: str) -> dict:
     from pacos.models.gguf_file import open_llama
 
     ids = tokenizer(PROMPT)["input_ids"][:LOGIT_TOKENS]
-    llm = open_llama(path, n_ctx=max(64, len(ids) + 8), logits_all=True)
+    # The KV cache in f32: the file is checked, not llama.cpp's f16 cache (which alone moves a trained model's
+    # logits by ~1e-3 of their range).
+    llm = open_llama(path, n_ctx=max(64, len(ids) + 8), logits_all=True, f32_cache=True)
     try:
         tokens_checked = check_tokens(llm, tokenizer)
         llm.reset()

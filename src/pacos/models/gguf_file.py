@@ -178,15 +178,17 @@ def llama_cpp_said() -> str:
 
 
 def open_llama(path, *, n_ctx: int, logits_all: bool = False, n_seq_max: int = 1, n_threads: int | None = None,
-               n_batch: int = 512, vocab_only: bool = False):
-    """A `llama_cpp.Llama` on the file, quiet, with a one-line error for a missing library or a bad file."""
+               n_batch: int = 512, vocab_only: bool = False, f32_cache: bool = False):
+    """A `llama_cpp.Llama` on the file, quiet, with a one-line error for a missing library or a bad file.
+    `f32_cache`: keys and values cached in f32 instead of llama.cpp's default f16 (for exact comparisons)."""
     llama_cpp = import_llama_cpp()
     path = check_gguf(path)
     threads = n_threads or physical_cores()
     try:
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, n_seq_max=n_seq_max,
                                n_threads=threads, n_threads_batch=threads, n_batch=min(n_batch, n_ctx),
-                               n_ubatch=min(n_batch, n_ctx), vocab_only=vocab_only, verbose=False)
+                               n_ubatch=min(n_batch, n_ctx), vocab_only=vocab_only, verbose=False,
+                               **({"type_k": 0, "type_v": 0} if f32_cache else {}))  # 0 = GGML_TYPE_F32
     except Exception as e:  # noqa: BLE001  (llama-cpp-python raises ValueError/RuntimeError on a bad file)
         detail = llama_cpp_said() or (str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise ModelLoadError(f"llama.cpp could not load {path}: {detail[:200]}") from None
