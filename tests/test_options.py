@@ -15,7 +15,12 @@ from pacos.cli import build_parser, main
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
 from pacos.demo import DemoConfig
 from pacos.errors import PacosError
-from pacos.infer.config import EvalTasksConfig, InferConfig, PromptOptions
+from pacos.infer.config import (
+    EngineOptions,
+    EvalTasksConfig,
+    InferConfig,
+    PromptOptions,
+)
 from pacos.infer.params import SamplingParams
 from pacos.models.presets import PRESET_NAMES, PRESETS
 from pacos.options import (
@@ -268,7 +273,9 @@ STAGES = [(("train",), TrainConfig, ()), (("self-instruct",), SelfInstructConfig
           (("infer",), InferConfig, ()), (("infer",), SamplingParams, ()), (("infer",), PromptOptions, ()),
           (("ask",), SamplingParams, ()), (("chat",), SamplingParams, ()), (("chat",), PromptOptions, ()),
           (("eval", "tasks"), EvalTasksConfig, ()), (("eval", "tasks"), PromptOptions, ()),
-          (("serve",), ServeConfig, ())]
+          (("serve",), ServeConfig, ("engine",)),
+          *((command, EngineOptions, ()) for command in (("infer",), ("ask",), ("chat",), ("eval", "tasks"),
+                                                          ("serve",)))]
 
 
 @pytest.mark.parametrize("command,cls,nested", STAGES, ids=lambda v: getattr(v, "__name__", None))

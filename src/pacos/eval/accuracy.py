@@ -6,9 +6,10 @@ from pacos.errors import PacosError
 
 
 def evaluate_tasks(model_ref, data, out=None, batch_size: int = 32, max_new_tokens: int = 32,
-                   template: str | None = None, engine=None, records=None) -> dict:
+                   template: str | None = None, engine=None, records=None, threads: int | None = None) -> dict:
     """Greedy-decode every record of `data` (or `records`) and score it against its `output`.
-    `engine`: an engine already loaded on the model (else one is loaded on `model_ref` and closed after)."""
+    `engine`: an engine already loaded on the model (else one is loaded on `model_ref`, with `threads`, and
+    closed after)."""
     from pacos.data.formats import load_records, save_records
     from pacos.eval.tasks import score_records
     from pacos.infer.backends import load_engine
@@ -23,7 +24,7 @@ def evaluate_tasks(model_ref, data, out=None, batch_size: int = 32, max_new_toke
     own = engine is None
     if own:
         engine = load_engine(model_ref, template=template, kind=record_kind(records), max_batch=batch_size,
-                             max_waiting=2 * batch_size)
+                             max_waiting=2 * batch_size, threads=threads)
     try:
         answers = answer_records(engine, records, params, progress=True, desc="eval")
     finally:

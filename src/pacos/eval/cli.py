@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacos.infer.config import MODEL_HELP, EvalTasksConfig, PromptOptions
+from pacos.infer.config import MODEL_HELP, EngineOptions, EvalTasksConfig, PromptOptions
 from pacos.options import add_options, from_args
 
 
@@ -14,6 +14,7 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     add_options(p, EvalTasksConfig)
     add_options(p, PromptOptions)
+    add_options(p, EngineOptions)
     p.set_defaults(func=_tasks)
 
 
@@ -25,6 +26,7 @@ def _tasks(args) -> int:
 
     config, prompt = from_args(EvalTasksConfig, args), from_args(PromptOptions, args)
     scores = evaluate_tasks(args.model, config.data, out=config.out, batch_size=config.batch_size,
-                            max_new_tokens=config.max_new_tokens, template=prompt.template)
+                            max_new_tokens=config.max_new_tokens, template=prompt.template,
+                            threads=from_args(EngineOptions, args).threads)
     print(json.dumps(scores, indent=2) if config.json else format_scores(scores))
     return 0

@@ -215,11 +215,11 @@ def register(sub) -> None:
 def _chat(args) -> int:
     from pacos.infer.backends import load_engine
     from pacos.infer.cli import sampling_params
-    from pacos.infer.config import PromptOptions
+    from pacos.infer.config import EngineOptions, PromptOptions
     from pacos.options import from_args
 
     params = sampling_params(args)
     with load_engine(args.model, template=from_args(PromptOptions, args).template, kind="conversation",
-                     max_batch=1) as engine:
+                     max_batch=1, threads=from_args(EngineOptions, args).threads) as engine:
         run_repl(ChatSession(engine, params, system=args.system))
     return 0

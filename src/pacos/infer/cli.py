@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from pacos.infer.config import MODEL_HELP, InferConfig, PromptOptions
+from pacos.infer.config import MODEL_HELP, EngineOptions, InferConfig, PromptOptions
 from pacos.infer.params import SamplingParams
 from pacos.options import add_options, from_args
 
 
 def add_sampling_args(p, max_new_tokens: int | None = None) -> None:
-    """The sampling and template flags every generating command shares (SamplingParams, PromptOptions)."""
+    """The sampling, template and engine flags every generating command shares (SamplingParams, PromptOptions,
+    EngineOptions)."""
     add_options(p, SamplingParams, defaults_override={"max_new_tokens": max_new_tokens} if max_new_tokens else None)
     add_options(p, PromptOptions)
+    add_options(p, EngineOptions)
 
 
 def sampling_params(args) -> SamplingParams:
@@ -42,7 +44,7 @@ def _infer(args) -> int:
     config, params, prompt = from_args(InferConfig, args), sampling_params(args), from_args(PromptOptions, args)
     records = read_inputs(config.data)  # a bad file fails before the model loads
     with load_engine(args.model, template=prompt.template, kind=record_kind(records), max_batch=config.batch_size,
-                     max_waiting=2 * config.batch_size) as engine:  # a batch waiting: a freed slot refills at once
+                     max_waiting=2 * config.batch_size, threads=from_args(EngineOptions, args).threads) as engine:  # a batch waiting: a freed slot refills at once
         result = infer_file(engine, config.data, config.out, params, records=records)
     resumed = f" ({result.already} were already there)" if result.already else ""
     print(f"wrote {result.total} records with `generated` to {config.out}{resumed}")
@@ -55,6 +57,7 @@ def _ask(args) -> int:
     from pacos.infer.files import answer_records
 
     params, prompt = sampling_params(args), from_args(PromptOptions, args)
-    with load_engine(args.model, template=prompt.template, kind="instruction", max_batch=1) as engine:
+    with load_engine(args.model, template=prompt.template, kind="instruction", max_batch=1,
+                     threads=from_args(EngineOptions, args).threads) as engine:
         print(answer_records(engine, [Example(args.instruction, args.input)], params)[0])
     return 0

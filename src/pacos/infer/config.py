@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pacos.options import check_fields, option
 from pacos.prompting.templates import TEMPLATE_NAMES
 
-MODEL_HELP = "hub id, model directory or LoRA adapter directory"
+MODEL_HELP = "hub id, model directory, LoRA adapter directory or .gguf file (run by llama.cpp)"
 
 
 @dataclass
@@ -17,6 +17,17 @@ class PromptOptions:
     template: str | None = option(None, "prompt template; default: the one the model was trained with, else by "
                                         "record kind (alpaca for instructions, the model's own for chats)",
                                   choices=TEMPLATE_NAMES)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclass
+class EngineOptions:
+    """How the engine computes (every generating command)."""
+
+    threads: int | None = option(None, "CPU threads to decode with (default: one per physical core for a .gguf "
+                                       "file, torch's own otherwise)", ge=1, metavar="N")
 
     def __post_init__(self):
         check_fields(self)

@@ -76,6 +76,8 @@ class SequenceBatch:
 
         # Any integer seed is taken modulo 2**64: the server's per-choice seed (seed + index) may pass 64 bits.
         (replace(seq.sampling, seed=None) if isinstance(seq.sampling.seed, int) else seq.sampling).check()
+        if not seq.prompt_ids:
+            raise PacosError("an empty prompt: there is nothing to continue")
         if self.context and len(seq.prompt_ids) >= self.context:
             raise PacosError(f"prompt of {len(seq.prompt_ids)} tokens does not fit the context of {self.context}")
         if seq.sampling.seed is not None:

@@ -103,16 +103,14 @@ def next_tokens(logits, rows: list) -> list[int | Exception]:
     A row that cannot be sampled (non-finite logits, a value that fails) gets its exception in its place, so
     the caller fails that sequence alone.
     """
-    import torch
-
     logits = logits.float()
     simple = [i for i, r in enumerate(rows) if r.sampling.greedy and not is_penalised(r.sampling)]
     chosen: dict[int, int | Exception] = {}
     if simple:
-        best = torch.argmax(logits[simple], dim=-1)
-        finite = torch.isfinite(logits[simple].gather(1, best[:, None])[:, 0]).tolist()
-        for i, token, ok in zip(simple, best.tolist(), finite):
-            chosen[i] = token if ok else SamplingFailure("the logits are not finite (NaN or inf)")
+        picked = logits if len(simple) == len(rows) else logits[simple]  # all greedy: no copy of the rows
+        top, best = picked.max(dim=-1)  # max lands on a NaN if there is one, as argmax does
+        for i, token, value in zip(simple, best.tolist(), top.tolist()):
+            chosen[i] = token if math.isfinite(value) else SamplingFailure("the logits are not finite (NaN or inf)")
     for i, row in enumerate(rows):
         if i in chosen:
             continue

@@ -117,15 +117,19 @@ def first_line(e: BaseException) -> str:
 
 
 def model_revision(model_ref, model) -> str:
-    """The hub commit a model came from, else a short fingerprint of its local weight files."""
+    """The hub commit a model came from, else a short fingerprint of its local weight files (or GGUF file)."""
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
     if commit:
         return commit
     path = Path(model_ref)
-    if not path.is_dir():
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("*config.json"))
+    else:
         return ""
     digest = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("*config.json")):
+    for f in files:
         digest.update(f.name.encode())
         with open(f, "rb") as fh:  # head and tail: enough to tell weights apart without reading gigabytes
             digest.update(fh.read(1 << 16))

@@ -54,7 +54,7 @@ def _serve(args) -> int:
     # The database first: a bad --feedback-db fails in a moment, not after the model has loaded.
     feedback = FeedbackStore(config.feedback_db or default_feedback_path()) if config.feedback else None
     engine = load_engine(args.model, config.backend, template=config.template, max_batch=config.max_batch,
-                         max_waiting=config.max_queue)
+                         max_waiting=config.max_queue, threads=config.engine.threads)
     app = create_app(engine, name, api_key=config.api_key, feedback=feedback, max_choices=config.max_choices,
                      allow_origins=config.allow_origin)
     print(f"pacos serve: model '{name}' ({engine.name}, template {engine.template.name}) on "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pacos.infer.backends import DEFAULT_ENGINE, ENGINES
+from pacos.infer.backends import ENGINES
+from pacos.infer.config import EngineOptions
 from pacos.options import ConfigError, check_fields, option
 from pacos.prompting.templates import TEMPLATE_NAMES
 
@@ -15,11 +16,13 @@ class ServeConfig:
     port: int = option(8000, "TCP port (0: any free one)", ge=0, le=65535)
     api_key: str | None = option(None, "require 'Authorization: Bearer KEY' on /v1/* and /feedback")
     served_name: str | None = option(None, "the model name clients ask for (default: the model directory's name)")
-    backend: str = option(DEFAULT_ENGINE, "generation engine", choices=ENGINES)
+    backend: str | None = option(None, "generation engine (default: llama.cpp for a .gguf file, else "
+                                       "transformers)", choices=ENGINES)
     template: str | None = option(None, "chat template; default: the one the model was trained with, else the "
                                         "model's own", choices=TEMPLATE_NAMES)
     max_batch: int = option(16, "sequences decoded together in each step", ge=1)
     max_queue: int = option(64, "waiting sequences before answering 503", ge=0)
+    engine: EngineOptions = option(default_factory=EngineOptions, help="how the engine computes")  # noqa: RUF009
     max_choices_per_request: int | None = option(
         None, "most choices (n x prompts) one request may ask for, so no client takes every slot "
               "(default: --max-batch)", ge=1, metavar="N")
