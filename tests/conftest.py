@@ -26,6 +26,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gguf(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model exported to an f32 GGUF file, unverified (skipped without gguf and llama-cpp-python)."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("llama_cpp")
+    from pacos.export.gguf_export import export_gguf
+
+    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    export_gguf(str(tiny_model_dir), path, "f32", verify=False, log=lambda message: None)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
