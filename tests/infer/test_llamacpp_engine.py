@@ -58,26 +58,65 @@ def test_greedy_tokens_equal_the_transformers_engines(gguf_engine, hf_engine):
     assert gguf_engine.template.name == hf_engine.template.name == "alpaca"
 
 
-def test_concurrent_sequences_joining_and_leaving_equal_one_at_a_time(gguf_engine, tiny_gguf):
-    prompts = [gguf_engine.encode(Example(t)) for t in TEXTS * 2]
-    lengths = [12, 5, 16, 3, 9, 14, 4, 7]
-    alone = [generate(gguf_engine, ids, SamplingParams(max_new_tokens=n))[0] for ids, n in zip(prompts, lengths)]
-    batch = LlamaCppBatch(tiny_gguf, gguf_engine.tokenizer, max_batch=3, max_waiting=8)
+def step_through(batch, seqs, stagger: bool = False) -> int:
+    """Submit `seqs` to `batch` (with a few steps between them when `stagger`), step until all are done, free
+    the batch; returns the most sequences that ran together."""
+    busiest = 0
     try:
-        seqs = [Sequence(ids, SamplingParams(max_new_tokens=n), lambda d, f: None) for ids, n in zip(prompts, lengths)]
         for i, seq in enumerate(seqs):
             batch.submit(seq)
-            for _ in range(i % 3):  # the others are mid-generation when the next one arrives
+            for _ in range(i % 3 if stagger else 0):  # the others are mid-generation when the next one arrives
                 batch.step()
-        busiest = 0
         while batch.has_work:
             batch.step()
             busiest = max(busiest, len(batch.running))
     finally:
         batch.free()
-    assert busiest == 3  # three sequences shared each llama_decode; freed slots were taken by the next
+    return busiest
+
+
+def test_concurrent_sequences_joining_and_leaving_equal_one_at_a_time(gguf_engine, tiny_gguf):
+    prompts = [gguf_engine.encode(Example(t)) for t in TEXTS * 2]
+    lengths = [12, 5, 16, 3, 9, 14, 4, 7]
+    alone = [generate(gguf_engine, ids, SamplingParams(max_new_tokens=n))[0] for ids, n in zip(prompts, lengths)]
+    seqs = [Sequence(ids, SamplingParams(max_new_tokens=n), lambda d, f: None) for ids, n in zip(prompts, lengths)]
+    batch = LlamaCppBatch(tiny_gguf, gguf_engine.tokenizer, max_batch=3, max_waiting=8)
+    # three sequences shared each llama_decode; freed slots were taken by the next
+    assert step_through(batch, seqs, stagger=True) == 3
     assert [s.output_ids for s in seqs] == alone
     assert all(s.finish_reason == "length" for s in seqs)
+
+
+def test_a_bounded_cache_admits_only_sequences_whose_ends_fit(gguf_engine, tiny_gguf, monkeypatch):
+    import pacos.infer.llamacpp_engine as module
+
+    monkeypatch.setattr(module, "KV_BUDGET", 1024 * 4 * 2 * 192 * 4)  # one tiny context of f32 keys and values
+    sampling = SamplingParams(max_new_tokens=400)  # two such sequences fit 1024 cells, three do not
+    seqs = [Sequence(gguf_engine.encode(Example(t)), sampling, lambda d, f: None) for t in TEXTS[:3]]
+    batch = LlamaCppBatch(tiny_gguf, gguf_engine.tokenizer, max_batch=3)
+    assert batch.cells == 1024
+    assert step_through(batch, seqs) == 2
+    assert all(s.finish_reason == "length" and len(s.output_ids) == 400 for s in seqs)
+
+
+def test_a_failed_decode_fails_only_the_row_that_fails_alone(gguf_engine, tiny_gguf):
+    prompts = [gguf_engine.encode(Example(t)) for t in TEXTS[:3]]
+    alone = [generate(gguf_engine, ids, SamplingParams(max_new_tokens=10))[0] for ids in prompts]
+    batch = LlamaCppBatch(tiny_gguf, gguf_engine.tokenizer, max_batch=3)
+    seqs = [Sequence(ids, SamplingParams(max_new_tokens=10), lambda d, f: None) for ids in prompts]
+    decode = batch._decode
+
+    def failing(entries):  # the middle sequence's 4th token: llama.cpp finds no room for it
+        if any(batch.rows[slot] is seqs[1] and len(seqs[1].output_ids) == 3 for slot, _ in entries):
+            decode(entries)  # written, as a decode that fails part way leaves cells behind
+            return 1
+        return decode(entries)
+
+    batch._decode = failing
+    step_through(batch, seqs)
+    assert seqs[1].finish_reason == "error" and "no room in the KV cache" in seqs[1].error
+    assert seqs[1].output_ids == alone[1][:3]
+    assert [seqs[0].output_ids, seqs[2].output_ids] == [alone[0], alone[2]]
 
 
 def test_seeded_sampling_reproduces_and_penalties_apply(gguf_engine):

@@ -117,17 +117,25 @@ class SequenceBatch:
 
     # -- for the step loops -----------------------------------------------------------------------------
     def _admit(self) -> list[Sequence]:
-        """Waiting sequences for the free room of the batch, in arrival order (cancelled ones are dropped)."""
+        """Waiting sequences for the free room of the batch, in arrival order, while the cache has room for
+        them (`_has_room`); cancelled ones are dropped."""
         room = self.max_batch - len(self.running)
         admitted = []
         with self.lock:
             while self.waiting and len(admitted) < room:
-                seq = self.waiting.popleft()
-                if seq.cancelled:
+                if self.waiting[0].cancelled:
+                    self.waiting.popleft()
                     self.cancelled += 1
+                elif self._has_room(self.waiting[0], admitted):
+                    admitted.append(self.waiting.popleft())
                 else:
-                    admitted.append(seq)
+                    break
         return admitted
+
+    def _has_room(self, seq: Sequence, admitted: list[Sequence]) -> bool:
+        """Whether the cache can hold `seq` to its end beside the running rows and `admitted` (always, unless a
+        backend's cache has a fixed size)."""
+        return True
 
     def _leave_done(self) -> list[int]:
         """Finished and cancelled rows leave their slots; returns those slots (the caller frees their cache)."""

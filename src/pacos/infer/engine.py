@@ -7,8 +7,9 @@ so every caller sends the model the text it was trained on; `start(..., template
 stop strings and end-of-turn id and strips the answer, so a streamed answer equals a finished one.
 
 The implementations are registered in `pacos.infer.backends`: `transformers` (the default: continuous
-batching over a transformers model, `pacos.infer.batching`, on a background thread) and `vllm` (its async
-engine, GPU, for serving).
+batching over a transformers model, `pacos.infer.batching`, on a background thread), `llama.cpp` (GGUF files:
+the same continuous batching over one llama.cpp context, `pacos.infer.llamacpp_engine`) and `vllm` (its
+async engine, GPU, for serving).
 `complete` and `complete_many` drive any engine from synchronous code; `complete_many` keeps a bounded
 window of prompts in flight, so a finished record frees its slot at once and a file of any size streams
 through.

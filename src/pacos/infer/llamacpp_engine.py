@@ -19,6 +19,7 @@ fails alone (`SequenceBatch._take`).
 
 from __future__ import annotations
 
+import ctypes
 import time
 
 from pacos.errors import ModelLoadError, PacosError
@@ -27,6 +28,8 @@ from pacos.infer.sampling import next_tokens
 
 DEFAULT_CONTEXT = 2048  # tokens per sequence at most by default (or the model's own context, when shorter)
 PREFILL_CHUNK = 512  # tokens per llama_decode (llama.cpp's n_batch and n_ubatch)
+KV_BUDGET = 1 << 30  # bytes the KV cache takes at most, unless one whole context needs more
+F32 = 0  # GGML_TYPE_F32, and LLAMA_FTYPE_ALL_F32 in a file's general.file_type
 DECODE_ERRORS = {1: "no room in the KV cache", 2: "aborted", -1: "invalid batch"}
 
 
@@ -60,7 +63,13 @@ class LlamaCppBatch(SequenceBatch):
             self.n_batch = max(PREFILL_CHUNK, max_batch)
             self.threads = threads or physical_cores()
             params = lc.llama_context_default_params()
-            params.n_ctx, params.n_seq_max, params.kv_unified = context * max_batch, max_batch, True
+            # An f32 file keeps its cache in f32 too, so it decodes what the HF model does (an f16 cache alone
+            # moves a trained model's logits by ~1e-3); other files take llama.cpp's f16 cache.
+            exact = _metadata(lc, self.model, "general.file_type") == str(F32)
+            if exact:
+                params.type_k = params.type_v = F32
+            params.n_ctx = self._cells(context, max_batch, 4 if exact else 2)
+            params.n_seq_max, params.kv_unified = max_batch, True
             params.n_batch = params.n_ubatch = self.n_batch
             params.n_threads = params.n_threads_batch = self.threads
             params.no_perf = True
@@ -69,6 +78,7 @@ class LlamaCppBatch(SequenceBatch):
                 raise ModelLoadError(f"llama.cpp could not make a context of {context} x {max_batch} tokens for "
                                      f"{path}: {llama_cpp_said() or 'unknown reason'}")
             self.memory = lc.llama_get_memory(self.ctx)
+            self.cells = lc.llama_n_ctx(self.ctx)
             vocab = lc.llama_model_get_vocab(self.model)
             self.n_vocab = lc.llama_vocab_n_tokens(vocab)
             self.llama_batch = lc.llama_batch_init(self.n_batch, 0, 1)
@@ -89,6 +99,18 @@ class LlamaCppBatch(SequenceBatch):
         self.admitted = 0
         self.order = [0] * max_batch  # admission order, so prompts are prefilled first come, first served
         self.decode_seconds = 0.0  # time spent inside llama_decode (benchmarks)
+
+    def _cells(self, context: int, max_batch: int, value_bytes: int) -> int:
+        """KV cells for the context: every sequence at full length when that fits KV_BUDGET, else as many
+        as fit it (at least one whole context); `_has_room` admits sequences only while their ends fit."""
+        lc, model = self.lc, self.model
+        kv_width = lc.llama_model_n_embd(model) * lc.llama_model_n_head_kv(model) // max(1, lc.llama_model_n_head(model))
+        per_token = 2 * lc.llama_model_n_layer(model) * kv_width * value_bytes  # keys and values, every layer
+        return min(context * max_batch, max(context, KV_BUDGET // max(1, per_token)))
+
+    def _has_room(self, seq: Sequence, admitted: list[Sequence]) -> bool:
+        most = lambda s: min(len(s.prompt_ids) + s.sampling.max_new_tokens, self.context)  # cells it can reach
+        return sum(map(most, self.running)) + sum(map(most, admitted)) + most(seq) <= self.cells
 
     def free(self) -> None:
         """Release llama.cpp's batch, context and model (the step thread must have stopped)."""
@@ -227,7 +249,7 @@ class LlamaCppEngine(BatchedEngine):
         self._start_stepping(batch, {self.tokenizer.eos_token_id} - {None})
 
     def stats(self) -> dict:
-        return {**super().stats(), "threads": self.batch.threads}
+        return {**super().stats(), "threads": self.batch.threads, "kv_cells": self.batch.cells}
 
     def close(self) -> None:
         super().close()
@@ -237,31 +259,38 @@ class LlamaCppEngine(BatchedEngine):
 
 def decode_speed(path, *, sequences: int = 1, new_tokens: int = 128, prompt: str = "Name three colours.",
                  threads: int | None = None) -> dict:
-    """Greedy decode throughput of pacos's llama.cpp step loop on a GGUF file (for bench/): `sequences` copies
-    of one Alpaca prompt decoded together, `new_tokens` each, EOS ignored, stepped in this thread. Returns the
-    output tokens/s of the decode steps (the prefill step excluded) and the share of their time spent inside
-    llama_decode (the rest is pacos's per-token work: batch filling, sampling, detokenizing, stop matching)."""
+    """Greedy decode throughput of this engine on a GGUF file, for benchmarks: `sequences` streams of one Alpaca
+    prompt started together through the engine interface (as `pacos serve` runs them), EOS ignored, once for
+    one token each (prefill and first token) and once for `new_tokens` each; the difference is the decoding.
+    Returns its aggregate output tokens/s and the share of its time spent inside llama_decode."""
+    import threading
+
     from pacos.data.records import Example
     from pacos.infer.params import SamplingParams
-    from pacos.models.gguf_file import load_gguf_tokenizer
-    from pacos.prompting.encode import encode_prompt
-    from pacos.prompting.templates import get_template
 
-    tokenizer = load_gguf_tokenizer(path)
-    ids = encode_prompt(Example(prompt), tokenizer, get_template("alpaca", tokenizer, "instruction"))
-    batch = LlamaCppBatch(path, tokenizer, max_batch=sequences, max_waiting=sequences, threads=threads)
-    try:
-        seqs = [Sequence(ids, SamplingParams(max_new_tokens=new_tokens), lambda d, f: None)
-                for _ in range(sequences)]
-        for seq in seqs:
-            batch.submit(seq)
-        batch.step()  # admits and prefills every prompt, samples the first tokens
-        began, decoding = time.perf_counter(), batch.decode_seconds
-        while batch.running:
-            batch.step()
-        seconds = time.perf_counter() - began
-    finally:
-        batch.free()
-    tokens = sum(len(s.output_ids) - 1 for s in seqs)
-    return {"sequences": sequences, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "in_llama_decode": (batch.decode_seconds - decoding) / seconds, "threads": batch.threads}
+    with LlamaCppEngine(path, kind="instruction", max_batch=sequences, max_waiting=sequences,
+                        threads=threads) as engine:
+        ids = engine.encode(Example(prompt))
+
+        def run(tokens: int) -> tuple[float, float]:
+            finished = threading.Semaphore(0)
+            began, decoding = time.perf_counter(), engine.batch.decode_seconds
+            for _ in range(sequences):
+                engine.start(ids, SamplingParams(max_new_tokens=tokens), ignore_eos=True,
+                             sink=lambda stream, event: event.finish_reason and finished.release())
+            for _ in range(sequences):
+                finished.acquire()
+            return time.perf_counter() - began, engine.batch.decode_seconds - decoding
+
+        run(4)  # warm-up
+        (short, short_decoding), (long, long_decoding) = run(1), run(new_tokens)
+        seconds, tokens = long - short, sequences * (new_tokens - 1)
+        return {"sequences": sequences, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+                "in_llama_decode": (long_decoding - short_decoding) / seconds, "threads": engine.batch.threads}
+
+
+def _metadata(lc, model, key: str) -> str | None:
+    """A GGUF metadata value of the loaded model, as llama.cpp prints it."""
+    buf = ctypes.create_string_buffer(64)
+    n = lc.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", "replace") if n >= 0 else None
