@@ -90,7 +90,7 @@ def test_concurrent_sequences_joining_and_leaving_equal_one_at_a_time(gguf_engin
 def test_a_bounded_cache_admits_only_sequences_whose_ends_fit(gguf_engine, tiny_gguf, monkeypatch):
     import pacos.infer.llamacpp_engine as module
 
-    monkeypatch.setattr(module, "KV_BUDGET", 1024 * 4 * 2 * 192 * 4)  # one tiny context of f32 keys and values
+    monkeypatch.setattr(module, "KV_BUDGET", 1024 * 4 * 2 * 192 * 2)  # one tiny context of f16 keys and values
     sampling = SamplingParams(max_new_tokens=400)  # two such sequences fit 1024 cells, three do not
     seqs = [Sequence(gguf_engine.encode(Example(t)), sampling, lambda d, f: None) for t in TEXTS[:3]]
     batch = LlamaCppBatch(tiny_gguf, gguf_engine.tokenizer, max_batch=3)
