@@ -2,13 +2,14 @@
 batching over one context and tokens chosen by pacos's own sampler.
 
 One llama.cpp context holds every running sequence: slot i of the batch is llama.cpp sequence id i, and its
-KV cells are that sequence's alone. The cache is unified (one pool of `context x max_batch` cells shared by
-all sequences): llama.cpp then takes tokens of any set of sequences, decodes and prefills alike, into one
-ubatch, where its per-sequence streams would split a batch by runs of consecutive sequence ids and by equal
-token counts. Each step (1) frees the cells of finished or cancelled sequences (`llama_memory_seq_rm`),
-(2) admits waiting prompts into free slots, and (3) runs one `llama_decode` over one token of every decoding
-sequence plus as much of the admitted prompts as fits `PREFILL_CHUNK` (a longer prompt goes on in the
-following steps). The logits of the rows that asked for them come back as one [rows, vocab] numpy view,
+KV cells are that sequence's alone. The cache is unified (one pool of cells shared by all sequences: every
+sequence at full length when that fits KV_BUDGET, else admission while the running sequences' ends fit):
+llama.cpp then takes tokens of any set of sequences, decodes and prefills alike, into one ubatch, where its
+per-sequence streams would split a batch by runs of consecutive sequence ids and by equal token counts.
+
+Each step (1) frees the cells of finished or cancelled sequences (`llama_memory_seq_rm`), (2) admits waiting
+prompts into free slots, and (3) runs one `llama_decode` over one token of every decoding sequence plus as
+much of the admitted prompts as fits `PREFILL_CHUNK` (a longer prompt goes on in the following steps). The logits of the rows that asked for them come back as one [rows, vocab] numpy view,
 handed to `pacos.infer.sampling.next_tokens` as a torch tensor without a copy, and the chosen tokens to
 `SequenceBatch._take`: stops, stop ids, stripping and streaming are the transformers engine's, line for line.
 
