@@ -158,7 +158,7 @@ def import_llama_cpp():
     try:
         import llama_cpp
     except ImportError:
-        raise PacosError(f"GGUF files {INSTALL_HINT}") from None
+        raise PacosError(f"reading or writing GGUF files {INSTALL_HINT}") from None
     if _log_callback is None:
         @llama_cpp.llama_log_callback
         def keep_problems(level, text, user_data):  # 2 = warning, 3 = error (ggml_log_level)
