@@ -287,15 +287,6 @@ def test_fuzzed_data_files_give_a_result_or_one_line(capsys, tmp_path, tiny_mode
         assert err.startswith("pacos: error: ") and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.fixture(scope="module")
-def tiny_gguf(tiny_model_dir, tmp_path_factory):
-    """The tiny model exported as an f32 GGUF file (skips without llama-cpp-python)."""
-    pytest.importorskip("llama_cpp")
-    out = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
-    assert main(["export", str(tiny_model_dir), "--out", str(out), "--quant", "f32", "--no-verify"]) == 0
-    return out
-
-
 @pytest.mark.parametrize("data, ctx", [("records", 512), ("text", 64)])
 def test_an_f32_gguf_gives_the_perplexity_of_its_model(tiny_gguf, tiny_model_dir, records_file, text_file, data,
                                                       ctx):

@@ -25,7 +25,7 @@ HF_TOKENIZER_KEY = "tokenizer.huggingface.json"
 TOKENIZER_CONFIG_KEY = "pacos.tokenizer_config"
 TEMPLATE_KEY = "pacos.template"
 INSTALL_HINT = ('needs llama-cpp-python: pip install "pacos[gguf]" (it builds llama.cpp from source, ~10 minutes '
-                'on 2 cores; CMAKE_ARGS="-DGGML_NATIVE=OFF" for a portable build)')
+                'on 2 cores; CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF" for a portable build)')
 
 
 def is_gguf(ref) -> bool:
