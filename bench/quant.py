@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchlib import REPO, commit, machine, record
 
+OMP_POLICY_GIVEN = "OMP_WAIT_POLICY" in os.environ
 import pacos  # noqa: F401  (before torch: OpenMP threads sleep between passes, as in the `pacos` command)
 
 SECTION = "## GGUF quantization (`pacos export`, llama.cpp backend)"
@@ -79,13 +80,21 @@ def export_all(model: Path, work: Path) -> dict[str, Path]:
     return files
 
 
-def quality(files: dict[str, Path], heldout: Path) -> dict[str, dict]:
+def quality(files: dict[str, Path], heldout: Path, cache: Path) -> dict[str, dict]:
+    """`pacos perplexity` per file; results are kept in `cache` by file name, size and mtime, so a rerun on the
+    same files (e.g. after a failure in a later stage) reuses them."""
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
     out = {}
     for quant, path in files.items():
+        key = f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+        if key in known:
+            out[quant] = known[key]
+            continue
         args = ["perplexity", path, "--data", heldout, "--responses", "--json"]
         if quant != "f32":
             args += ["--reference", files["f32"]]
-        out[quant] = json.loads(pacos_cli(*args))
+        out[quant] = known[key] = json.loads(pacos_cli(*args))
+        cache.write_text(json.dumps(known))
         print(f"{quant}: perplexity {out[quant]['perplexity']:.4f}", flush=True)
     return out
 
@@ -95,8 +104,12 @@ def speed_prompt(tokenizer, n: int) -> list[int]:
     return tokenizer(text)["input_ids"][:n]
 
 
-def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
-    """(prompt tokens/s, decode tokens/s) through pacos's engine on a GGUF file, batch 1."""
+def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:
+    """(prompt tokens/s, decode tokens/s with events to a callback, decode tokens/s read with `events()`)
+    through pacos's engine on a GGUF file, batch 1. `pacos infer` and `serve` take events as callbacks on the
+    engine's thread; `ask` and `chat` read them from another thread (`Stream.events`)."""
+    import threading
+
     from pacos.infer.backends import load_engine
     from pacos.infer.params import SamplingParams
 
@@ -104,7 +117,16 @@ def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[
     with load_engine(str(path), max_batch=1, threads=threads) as engine:
         _run_stream(engine, prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4))  # warm-up
         first, end, tokens = _run_stream(engine, prompt, sampling)
-    return len(prompt) / first, (tokens - 1) / (end - first)
+        times, done = [], threading.Event()
+
+        def sink(stream, event):
+            times.append(time.perf_counter())
+            if event.finish_reason is not None:
+                done.set()
+
+        engine.start(prompt, sampling, ignore_eos=True, sink=sink)
+        done.wait()
+    return len(prompt) / first, (new - 1) / (times[-1] - times[0]), (tokens - 1) / (end - first)
 
 
 def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
@@ -117,28 +139,40 @@ def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
     return first, time.perf_counter() - start, tokens
 
 
-def raw_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
-    """(prompt tokens/s, decode tokens/s) with llama-cpp-python alone on the same file."""
-    import llama_cpp
+RAW = """
+import json, sys, time
+import llama_cpp
+path, new, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+prompt = json.loads(sys.stdin.read())
+llm = llama_cpp.Llama(model_path=path, n_ctx=len(prompt) + new + 8, n_threads=threads, n_threads_batch=threads,
+                      n_batch=512, verbose=False)
+llm.eval(prompt[:16])  # warm-up
+llm.reset()
+start = time.perf_counter()
+llm.eval(prompt)
+prefill = time.perf_counter() - start
+llm.reset()
+tokens, first = 0, None
+for _ in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+    tokens += 1
+    if first is None:
+        first = time.perf_counter()
+    if tokens == new:
+        break
+print(json.dumps([len(prompt) / prefill, (tokens - 1) / (time.perf_counter() - first)]))
+"""
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=len(prompt) + new + 8, n_threads=threads,
-                          n_threads_batch=threads, n_batch=512, verbose=False)
-    llm.eval(prompt[:16])  # warm-up
-    llm.reset()
-    start = time.perf_counter()
-    llm.eval(prompt)
-    prefill = time.perf_counter() - start
-    llm.reset()
-    tokens, start, first = 0, time.perf_counter(), None
-    for _ in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-        tokens += 1
-        if first is None:
-            first = time.perf_counter()
-        if tokens == new:
-            break
-    end = time.perf_counter()
-    llm.close()
-    return len(prompt) / prefill, (tokens - 1) / (end - first)
+
+def raw_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) with llama-cpp-python alone on the same file: in a process of its own
+    that never imports pacos (so with llama-cpp-python's own defaults, e.g. OpenMP's wait policy)."""
+    env = dict(os.environ)
+    if env.get("OMP_WAIT_POLICY") == "PASSIVE" and not OMP_POLICY_GIVEN:
+        del env["OMP_WAIT_POLICY"]  # set by `import pacos` above, not by the user
+    proc = subprocess.run([sys.executable, "-c", RAW, str(path), str(new), str(threads)], input=json.dumps(prompt),
+                          capture_output=True, text=True, env=env, check=True)
+    prompt_rate, decode_rate = json.loads(proc.stdout)
+    return prompt_rate, decode_rate
 
 
 def hf_speed(model_dir: Path, prompt: list[int], new: int) -> tuple[float, float]:
@@ -194,7 +228,7 @@ def main() -> int:
     work = Path(args.work)
     model, heldout = prepare(work, args.train_steps)
     files = export_all(model, work)
-    ppl = quality(files, heldout)
+    ppl = quality(files, heldout, work / "perplexity.json")
     prompt = speed_prompt(load_gguf_tokenizer(files["f32"]), args.prompt_tokens)
     hf_prompt, hf_decode = hf_speed(model, prompt, args.new_tokens)
     print(f"transformers fp32: prompt {hf_prompt:.0f} tok/s, decode {hf_decode:.1f} tok/s", flush=True)
@@ -203,8 +237,9 @@ def main() -> int:
         ours, raw = pacos_speed(path, prompt, args.new_tokens, threads), raw_speed(path, prompt, args.new_tokens,
                                                                                   threads)
         rows.append({"quant": quant, "mib": path.stat().st_size / 2**20, **ppl[quant], "pacos_prompt": ours[0],
-                     "pacos_decode": ours[1], "raw_prompt": raw[0], "raw_decode": raw[1]})
-        print(f"{quant}: pacos decode {ours[1]:.1f} tok/s, raw llama-cpp-python {raw[1]:.1f}", flush=True)
+                     "pacos_decode": ours[1], "pacos_events": ours[2], "raw_prompt": raw[0], "raw_decode": raw[1]})
+        print(f"{quant}: pacos decode {ours[1]:.1f} tok/s ({ours[2]:.1f} via events()), raw llama-cpp-python "
+              f"{raw[1]:.1f}", flush=True)
     serving = {quant: serve_speed(files[quant], args.port, args.new_tokens, 3) for quant in ("f32", "q4_k_m")}
     text = tables(rows, hf_prompt, hf_decode, serving)
     print(text)
@@ -233,7 +268,7 @@ def tables(rows, hf_prompt, hf_decode, serving) -> str:
         lines.append(f"| {r['quant']} | {r['mib']:.1f} | {r['perplexity']:.4f} | {delta:+.2f}% | {target} | {kl} | "
                      f"{top1} | {r['pacos_prompt']:.0f} / {r['raw_prompt']:.0f} | {r['pacos_decode']:.1f} / "
                      f"{r['raw_decode']:.1f} | {r['pacos_decode'] / r['raw_decode']:.2f}x | "
-                     f"{r['pacos_decode'] / hf_decode:.1f}x |")
+                     f"{r['pacos_decode'] / hf_decode:.1f}x | {r['pacos_events']:.1f} ({r['pacos_events'] / r['raw_decode']:.2f}x raw) |")
     lines += ["", (f"transformers `generate`, fp32, on the HF model directory: prompt {hf_prompt:.0f} tokens/s, decode "
                   f"{hf_decode:.1f} tokens/s (batch 1, greedy)."), "",
               "| `pacos serve FILE.gguf` | 1 client tokens/s | 4 clients tokens/s | 4 vs 1 |", "|---|---:|---:|---:|"]

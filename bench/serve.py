@@ -30,7 +30,8 @@ SECTION = "## Serving throughput"
 
 async def one_request(http: httpx.AsyncClient, prompt: str, max_tokens: int, seed: int) -> tuple[int, float, float]:
     body = {"model": "bench", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.8, "seed": seed, "stream": True, "ignore_eos": True}
+            "temperature": 0.8, "seed": seed, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
     start, first, tokens = time.perf_counter(), None, 0
     async with http.stream("POST", "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
