@@ -12,8 +12,9 @@ One run, one model:
   the KL divergence from f32 and top-1 agreement with it (as llama.cpp's perplexity tool reports them);
 - speed, batch 1, greedy, `--threads` threads (default: physical cores): prompt tokens/s (a 256-token prompt
   prefilled) and decode tokens/s (128 tokens, EOS ignored) through pacos's engine (`load_engine` on the file,
-  as `pacos ask|chat|serve` run it), through raw llama-cpp-python on the same file (`Llama.eval` and
-  `Llama.generate`), and transformers `generate` in fp32 on the HF model directory (the baseline);
+  with events to a callback on the engine's thread, as `pacos infer|serve` take them, and read with
+  `Stream.events()` from another thread, as `pacos ask|chat` do), through raw llama-cpp-python on the same file (`Llama.eval` and
+  `Llama.generate`, in a process of its own that never imports pacos), and transformers `generate` in fp32 on the HF model directory (the baseline);
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
   load generator): aggregate output tokens/s.
 """
@@ -257,8 +258,9 @@ def main() -> int:
 def tables(rows, hf_prompt, hf_decode, serving) -> str:
     base = next(r for r in rows if r["quant"] == "f32")
     lines = [("| type | size (MiB) | perplexity | vs f32 | target | KL vs f32 | top-1 vs f32 | prompt tok/s pacos / "
-             "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 |"),
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 | decode via `events()` "
+              "(ask, chat) |"),
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         delta = 100 * (r["perplexity"] / base["perplexity"] - 1)
         target = f"<= {TARGETS[r['quant']]}%: {'met' if delta <= TARGETS[r['quant']] else 'MISSED'}" \
