@@ -13,7 +13,7 @@ One run, one model:
 - speed, batch 1, greedy, `--threads` threads (default: physical cores): prompt tokens/s (a 256-token prompt
   prefilled) and decode tokens/s (128 tokens, EOS ignored) through pacos's engine (`load_engine` on the file,
   with events to a callback on the engine's thread, as `pacos infer|serve` take them, and read with
-  `Stream.events()` from another thread, as `pacos ask|chat` do), through raw llama-cpp-python on the same file (`Llama.eval` and
+  `Stream.events()` from another thread, as `pacos ask|chat` do; in a process of its own), through raw llama-cpp-python on the same file (`Llama.eval` and
   `Llama.generate`, in a process of its own that never imports pacos), and transformers `generate` in fp32 on the HF model directory (the baseline);
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
   load generator): aggregate output tokens/s.
@@ -130,6 +130,17 @@ def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[
     return len(prompt) / first, (new - 1) / (times[-1] - times[0]), (tokens - 1) / (end - first)
 
 
+def pacos_speed_alone(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:
+    """`pacos_speed` in a process of its own (as raw llama-cpp-python is measured): nothing else this benchmark
+    loaded (the HF model, torch's threads from its run) shares the cores with llama.cpp's thread pool."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import quant; "
+            "print(json.dumps(quant.pacos_speed(quant.Path(sys.argv[2]), json.loads(sys.stdin.read()), "
+            "int(sys.argv[3]), int(sys.argv[4]))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "bench"), str(path), str(new), str(threads)],
+                          input=json.dumps(prompt), capture_output=True, text=True, check=True)
+    return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
     start = time.perf_counter()
     first, tokens = None, 0
@@ -235,7 +246,7 @@ def main() -> int:
     print(f"transformers fp32: prompt {hf_prompt:.0f} tok/s, decode {hf_decode:.1f} tok/s", flush=True)
     rows = []
     for quant, path in files.items():
-        ours, raw = pacos_speed(path, prompt, args.new_tokens, threads), raw_speed(path, prompt, args.new_tokens,
+        ours, raw = pacos_speed_alone(path, prompt, args.new_tokens, threads), raw_speed(path, prompt, args.new_tokens,
                                                                                   threads)
         rows.append({"quant": quant, "mib": path.stat().st_size / 2**20, **ppl[quant], "pacos_prompt": ours[0],
                      "pacos_decode": ours[1], "pacos_events": ours[2], "raw_prompt": raw[0], "raw_decode": raw[1]})
