@@ -14,7 +14,8 @@ One run, one model:
   prefilled) and decode tokens/s (128 tokens, EOS ignored) through pacos's engine (`load_engine` on the file,
   with events to a callback on the engine's thread, as `pacos infer|serve` take them, and read with
   `Stream.events()` from another thread, as `pacos ask|chat` do; in a process of its own), through raw llama-cpp-python on the same file (`Llama.eval` and
-  `Llama.generate`, in a process of its own that never imports pacos), and transformers `generate` in fp32 on the HF model directory (the baseline);
+  `Llama.generate`, in a process of its own that never imports pacos; with the context pacos's engine makes for
+  one sequence, 2048 cells, and with a minimal one, prompt + answer), and transformers `generate` in fp32 on the HF model directory (the baseline);
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
   load generator): aggregate output tokens/s.
 """
@@ -154,9 +155,9 @@ def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
 RAW = """
 import json, sys, time
 import llama_cpp
-path, new, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, new, threads, n_ctx = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 prompt = json.loads(sys.stdin.read())
-llm = llama_cpp.Llama(model_path=path, n_ctx=len(prompt) + new + 8, n_threads=threads, n_threads_batch=threads,
+llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx or len(prompt) + new + 8, n_threads=threads, n_threads_batch=threads,
                       n_batch=512, verbose=False)
 llm.eval(prompt[:16])  # warm-up
 llm.reset()
@@ -175,13 +176,14 @@ print(json.dumps([len(prompt) / prefill, (tokens - 1) / (time.perf_counter() - f
 """
 
 
-def raw_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float]:
+def raw_speed(path: Path, prompt: list[int], new: int, threads: int, n_ctx: int = 0) -> tuple[float, float]:
     """(prompt tokens/s, decode tokens/s) with llama-cpp-python alone on the same file: in a process of its own
-    that never imports pacos (so with llama-cpp-python's own defaults, e.g. OpenMP's wait policy)."""
+    that never imports pacos (so with llama-cpp-python's own defaults, e.g. OpenMP's wait policy). `n_ctx`: the
+    context's cells (0: just the prompt and the answer)."""
     env = dict(os.environ)
     if env.get("OMP_WAIT_POLICY") == "PASSIVE" and not OMP_POLICY_GIVEN:
         del env["OMP_WAIT_POLICY"]  # set by `import pacos` above, not by the user
-    proc = subprocess.run([sys.executable, "-c", RAW, str(path), str(new), str(threads)], input=json.dumps(prompt),
+    proc = subprocess.run([sys.executable, "-c", RAW, str(path), str(new), str(threads), str(n_ctx)], input=json.dumps(prompt),
                           capture_output=True, text=True, env=env, check=True)
     prompt_rate, decode_rate = json.loads(proc.stdout)
     return prompt_rate, decode_rate
@@ -246,10 +248,13 @@ def main() -> int:
     print(f"transformers fp32: prompt {hf_prompt:.0f} tok/s, decode {hf_decode:.1f} tok/s", flush=True)
     rows = []
     for quant, path in files.items():
-        ours, raw = pacos_speed_alone(path, prompt, args.new_tokens, threads), raw_speed(path, prompt, args.new_tokens,
-                                                                                  threads)
+        ours = pacos_speed_alone(path, prompt, args.new_tokens, threads)
+        # raw with the context pacos's engine makes for one sequence (2048 cells), and with a minimal one
+        raw = raw_speed(path, prompt, args.new_tokens, threads, n_ctx=2048)
+        raw_small = raw_speed(path, prompt, args.new_tokens, threads)
         rows.append({"quant": quant, "mib": path.stat().st_size / 2**20, **ppl[quant], "pacos_prompt": ours[0],
-                     "pacos_decode": ours[1], "pacos_events": ours[2], "raw_prompt": raw[0], "raw_decode": raw[1]})
+                     "pacos_decode": ours[1], "pacos_events": ours[2], "raw_prompt": raw[0], "raw_decode": raw[1],
+                     "raw_small_decode": raw_small[1]})
         print(f"{quant}: pacos decode {ours[1]:.1f} tok/s ({ours[2]:.1f} via events()), raw llama-cpp-python "
               f"{raw[1]:.1f}", flush=True)
     serving = {quant: serve_speed(files[quant], args.port, args.new_tokens, 3) for quant in ("f32", "q4_k_m")}
@@ -270,8 +275,8 @@ def tables(rows, hf_prompt, hf_decode, serving) -> str:
     base = next(r for r in rows if r["quant"] == "f32")
     lines = [("| type | size (MiB) | perplexity | vs f32 | target | KL vs f32 | top-1 vs f32 | prompt tok/s pacos / "
              "raw | decode tok/s pacos / raw | pacos vs raw | pacos vs transformers fp32 | decode via `events()` "
-              "(ask, chat) |"),
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "(ask, chat) | raw with a minimal context (prompt + answer) |"),
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         delta = 100 * (r["perplexity"] / base["perplexity"] - 1)
         target = f"<= {TARGETS[r['quant']]}%: {'met' if delta <= TARGETS[r['quant']] else 'MISSED'}" \
@@ -281,7 +286,8 @@ def tables(rows, hf_prompt, hf_decode, serving) -> str:
         lines.append(f"| {r['quant']} | {r['mib']:.1f} | {r['perplexity']:.4f} | {delta:+.2f}% | {target} | {kl} | "
                      f"{top1} | {r['pacos_prompt']:.0f} / {r['raw_prompt']:.0f} | {r['pacos_decode']:.1f} / "
                      f"{r['raw_decode']:.1f} | {r['pacos_decode'] / r['raw_decode']:.2f}x | "
-                     f"{r['pacos_decode'] / hf_decode:.1f}x | {r['pacos_events']:.1f} ({r['pacos_events'] / r['raw_decode']:.2f}x raw) |")
+                     f"{r['pacos_decode'] / hf_decode:.1f}x | {r['pacos_events']:.1f} ({r['pacos_events'] / r['raw_decode']:.2f}x raw) | "
+                     f"{r['raw_small_decode']:.1f} (pacos {r['pacos_decode'] / r['raw_small_decode']:.2f}x) |")
     lines += ["", (f"transformers `generate`, fp32, on the HF model directory: prompt {hf_prompt:.0f} tokens/s, decode "
                   f"{hf_decode:.1f} tokens/s (batch 1, greedy)."), "",
               "| `pacos serve FILE.gguf` | 1 client tokens/s | 4 clients tokens/s | 4 vs 1 |", "|---|---:|---:|---:|"]
