@@ -5,8 +5,6 @@ input refused in one line."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -383,4 +381,4 @@ def test_export_cli_reports_the_checks(tiny_model_dir, tmp_path):
     proc = run_pacos("export", tiny_model_dir, "--out", tmp_path / "m.gguf", "--quant", "q4_k_m", check=True)
     assert "q4_k_m" in proc.stdout and "token ids equal" in proc.stdout and "KL" in proc.stdout
     assert (tmp_path / "m.gguf").stat().st_size < (tiny_model_dir / "model.safetensors").stat().st_size / 3
-    assert json.loads(json.dumps(metadata(tmp_path / "m.gguf")["general.file_type"])) == 15  # Q4_K_M
+    assert metadata(tmp_path / "m.gguf")["general.file_type"] == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M

@@ -97,15 +97,15 @@ def hf_logits(model, ids: list[int]):
 
 
 def compare_logits(ours, theirs) -> dict:
-    """max |diff|, top-1 agreement and mean KL(ours || theirs) per position (softmax in float64)."""
+    """max |diff|, top-1 agreement and mean KL(ours || theirs) per position (pacos perplexity's own measures,
+    on float64 log-softmax)."""
     import numpy as np
+    import torch
 
-    def log_softmax(x):
-        x = x - x.max(axis=-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    from pacos.eval.perplexity import kl_divergence, top1_agreement
 
-    p, q = log_softmax(ours), log_softmax(theirs)
-    kl = (np.exp(p) * (p - q)).sum(axis=-1)
+    p = torch.from_numpy(np.asarray(ours, dtype=np.float64)).log_softmax(-1)
+    q = torch.from_numpy(np.asarray(theirs, dtype=np.float64)).log_softmax(-1)
     return {"max_abs_diff": float(np.abs(ours - theirs).max()),
-            "top1_agreement": float((ours.argmax(-1) == theirs.argmax(-1)).mean()),
-            "kl_divergence": float(max(0.0, kl.mean())), "positions": len(ours)}
+            "top1_agreement": float(top1_agreement(p, q).double().mean()),
+            "kl_divergence": max(0.0, float(kl_divergence(p, q).mean())), "positions": len(ours)}

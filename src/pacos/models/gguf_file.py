@@ -136,16 +136,13 @@ def embedded_tokenizer_files(tokenizer) -> dict[str, str]:
 
 def physical_cores() -> int:
     """Physical CPU cores available to this process (llama.cpp runs best with one thread per core)."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores = set()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     try:
-        for cpu in (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(available)):
-            topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
-                       topo.joinpath("core_id").read_text().strip()))
+        cores = {tuple(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology", name).read_text().strip()
+                       for name in ("physical_package_id", "core_id")) for cpu in cpus}
     except OSError:
-        return max(1, available)
-    return max(1, min(len(cores), available))
+        return max(1, len(cpus))
+    return max(1, min(len(cores), len(cpus)))
 
 
 _LOG: deque[str] = deque(maxlen=20)  # llama.cpp's recent warnings and errors, for our one-line messages
