@@ -32,7 +32,7 @@ from pacos.options import (
     option,
 )
 from pacos.prompting.templates import TEMPLATE_NAMES
-from pacos.self_instruct.client import TeacherConfig
+from pacos.remote.client import TeacherConfig
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.serve.config import ServeConfig
 from pacos.train.config import TrainConfig

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pacos.self_instruct.client import (
+from pacos.remote.client import (
     Teacher,
     TeacherConfig,
     TeacherError,

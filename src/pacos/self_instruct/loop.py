@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pacos.data.dedup import RougeDeduper
 from pacos.self_instruct.accounting import ProgressBar, Totals
 from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, answer_problem
-from pacos.self_instruct.client import Teacher
+from pacos.remote.client import Teacher
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.parse import Candidate, parse_answer

@@ -134,7 +134,7 @@ class Teacher:
 
         self.config = config
         self._openai = openai
-        from pacos.self_instruct.transport import ResponseRefused, capped_http_client
+        from pacos.remote.transport import ResponseRefused, capped_http_client
 
         self._refused = ResponseRefused
         self._client = openai.AsyncOpenAI(
