@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from pacos.infer.config import MODEL_HELP, EngineOptions, EvalTasksConfig, PromptOptions
 from pacos.options import add_options, from_args
 
@@ -16,6 +18,12 @@ def register(sub) -> None:
     add_options(p, PromptOptions)
     add_options(p, EngineOptions)
     p.set_defaults(func=_tasks)
+    for name in EVAL_COMMAND_MODULES:  # each defines `register(cmds)` for its own subcommand
+        importlib.import_module(name).register(cmds)
+
+
+# `pacos eval answer|judge|report`, one module each (import-light: no torch at import time).
+EVAL_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _tasks(args) -> int:
