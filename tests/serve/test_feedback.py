@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from pacos.errors import PacosError
-from pacos.serve.feedback import FeedbackStore, dpo_pairs, feedback_stats, sft_records
+from pacos.serve.feedback import SCHEMA, FeedbackStore, comparison_pairs, dpo_pairs, feedback_stats, sft_records
 
 from ..conftest import run_pacos
 
@@ -57,7 +57,8 @@ def test_exports_and_stats(store):
                       "rejected": [{"role": "assistant", "content": "5"}]}]
     stats = feedback_stats(responses, store.vote_count())
     assert stats | {"models": None} == {"responses": 5, "conversations": 2, "votes": 5, "upvoted": 3, "downvoted": 1,
-                                        "flagged": 1, "regenerated": 1, "sft_records": 2, "dpo_pairs": 1, "models": None}
+                                        "flagged": 1, "regenerated": 1, "sft_records": 2, "dpo_pairs": 1, "models": None,
+                                        "comparisons": 0, "comparison_votes": {"a": 0, "b": 0, "tie": 0, "both_bad": 0}}
 
 
 def test_feedback_commands(store, tmp_path):
@@ -103,3 +104,48 @@ def test_unusable_files_are_one_line_errors(tmp_path, content):
     if content is not None:
         with pytest.raises(PacosError, match="not a database"):
             FeedbackStore(path)  # what pacos serve --feedback-db gets
+
+
+def compare(store, cid, vote, a="left answer", b="right answer"):
+    return store.record_comparison(comparison_id=cid, context=CTX, model_a="tiny", model_b="other", response_a=a,
+                                   response_b=b, vote=vote, revision_a="r1", template_a="chatml", revision_b="r2",
+                                   template_b="alpaca", params={"temperature": 0.7, "max_tokens": 8})
+
+
+def test_comparisons_are_rows_with_their_context_pairs_and_stats(store, tmp_path):
+    assert compare(store, "c1", "a") and compare(store, "c2", "b", a="x", b="y") and compare(store, "c3", "tie")
+    assert compare(store, "c4", "both_bad")
+    assert not compare(store, "c1", "b")  # one vote a comparison: the first stands
+    with pytest.raises(PacosError, match="unknown comparison vote"):
+        compare(store, "c5", "up")
+    rows = FeedbackStore(store.path, create=False).comparisons()
+    assert [r["id"] for r in rows] == ["c1", "c2", "c3", "c4"]
+    first = rows[0]
+    assert {"id", "context", "model_a", "model_b", "response_a", "response_b", "vote", "created_at"} <= set(first)
+    assert first["context"] == CTX and (first["model_a"], first["model_b"], first["vote"]) == ("tiny", "other", "a")
+    assert (first["revision_a"], first["template_b"], first["params"]) == ("r1", "alpaca", {"temperature": 0.7,
+                                                                                          "max_tokens": 8})
+    assert first["created_at"] > 0
+    assert comparison_pairs(rows) == [
+        {"prompt": CTX, "chosen": [{"role": "assistant", "content": "left answer"}],
+         "rejected": [{"role": "assistant", "content": "right answer"}]},
+        {"prompt": CTX, "chosen": [{"role": "assistant", "content": "y"}],
+         "rejected": [{"role": "assistant", "content": "x"}]}]
+    stats = json.loads(run_pacos("feedback", "stats", store.path, "--json", check=True).stdout)
+    assert stats["comparisons"] == 4 and stats["comparison_votes"] == {"a": 1, "b": 1, "tie": 1, "both_bad": 1}
+    assert stats["dpo_pairs"] == 3  # one from the chat votes, two from the decisive comparisons
+    out = tmp_path / "dpo.jsonl"
+    run_pacos("feedback", "export", store.path, "--format", "dpo", "--out", out, check=True)
+    assert [json.loads(line) for line in out.read_text().splitlines()][1:] == comparison_pairs(rows)
+    assert "comparison_votes" in run_pacos("feedback", "stats", store.path, check=True).stdout
+
+
+def test_a_database_from_before_comparisons_still_works(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the schema as it was: responses and votes only
+        db.executescript(SCHEMA.split("CREATE TABLE IF NOT EXISTS comparisons")[0])
+    assert FeedbackStore(path, create=False).comparisons() == []  # read-only: no table, no rows, no write
+    stats = json.loads(run_pacos("feedback", "stats", path, "--json", check=True).stdout)
+    assert stats["comparisons"] == 0
+    store = FeedbackStore(path)  # what pacos serve does: the table is added
+    assert compare(store, "c1", "a") and len(store.comparisons()) == 1

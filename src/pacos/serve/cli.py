@@ -21,14 +21,15 @@ def register(sub) -> None:
     p = sub.add_parser("feedback", help="votes collected by `pacos serve`: export as training data, stats")
     fsub = p.add_subparsers(dest="feedback_command", metavar="COMMAND")
     p.set_defaults(_parser=p)
-    e = fsub.add_parser("export", help="upvoted answers as SFT records, or DPO preference pairs (TRL format)")
+    e = fsub.add_parser("export", help="upvoted answers as SFT records, or DPO preference pairs (TRL format) from "
+                                       "votes and decisive side-by-side comparisons")
     e.add_argument("db", metavar="DB")
     e.add_argument("--format", required=True, choices=("dpo", "sft"))
     e.add_argument("--out", required=True, help="JSONL file to write")
     e.add_argument("--sft-style", choices=("messages", "alpaca"), default="messages",
                    help="sft records as OpenAI messages (default) or Alpaca instruction records (single-turn only)")
     e.set_defaults(func=_export)
-    s = fsub.add_parser("stats", help="counts of responses, votes, exportable records and pairs")
+    s = fsub.add_parser("stats", help="counts of responses, votes, comparisons, exportable records and pairs")
     s.add_argument("db", metavar="DB")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_stats)
@@ -81,12 +82,12 @@ def _stats(args) -> int:
     from pacos.serve.feedback import FeedbackStore, feedback_stats
 
     store = FeedbackStore(args.db, create=False)
-    stats = feedback_stats(store.responses(), store.vote_count())
+    stats = feedback_stats(store.responses(), store.vote_count(), store.comparisons())
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
     for key, value in stats.items():
-        if key == "models":
+        if isinstance(value, dict):  # models, comparison votes: each with its count
             value = ", ".join(f"{m} ({n})" for m, n in value.items()) or "-"
-        print(f"{key:<14} {value}")
+        print(f"{key:<16} {value}")
     return 0

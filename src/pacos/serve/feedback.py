@@ -1,4 +1,4 @@
-"""Votes from the web chat page, kept durably in SQLite and exported as SFT records or DPO preference pairs.
+"""Votes from the web pages, kept durably in SQLite and exported as SFT records or DPO preference pairs.
 
 Each response the page shows is stored once with everything needed to train on it later: the
 conversation up to it (system prompt included), the response text, model name and revision, template,
@@ -7,6 +7,11 @@ kept as a rejected alternative. Votes are an append-only log ("up", "down", "cle
 a response's rating is its latest up/down/clear vote. SQLite in WAL mode with one connection per call:
 the server's threads and a concurrent `pacos feedback export` never block each other for long. Export and
 stats open the file read-only (`FeedbackStore(path, create=False)`): reading never changes it.
+
+Blind side-by-side votes from the compare page are one row each in `comparisons`: the context, both models
+as shown (A left), their revisions and templates, both texts as the server streamed them, the sampling and
+the vote ("a", "b", "tie", "both_bad"). A database from before comparisons gets the table when the server
+opens it; read-only, it simply has none.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from urllib.parse import quote
 from pacos.errors import PacosError
 
 VOTES = ("up", "down", "clear", "flag", "unflag")
+COMPARISON_VOTES = ("a", "b", "tie", "both_bad")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
   id TEXT PRIMARY KEY,
@@ -43,6 +49,16 @@ CREATE TABLE IF NOT EXISTS votes (
   created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS votes_response ON votes(response_id);
+CREATE TABLE IF NOT EXISTS comparisons (
+  id TEXT PRIMARY KEY,            -- the compare session: one vote each
+  context TEXT NOT NULL,          -- JSON list of {role, content}: system prompt + question
+  model_a TEXT NOT NULL, revision_a TEXT, template_a TEXT,   -- A: shown on the left
+  model_b TEXT NOT NULL, revision_b TEXT, template_b TEXT,
+  response_a TEXT NOT NULL, response_b TEXT NOT NULL,        -- exactly as the server streamed them
+  params TEXT,                    -- JSON sampling parameters (the same for both)
+  vote TEXT NOT NULL,             -- "a", "b", "tie" or "both_bad"
+  created_at REAL NOT NULL
+);
 """
 
 
@@ -148,8 +164,33 @@ class FeedbackStore:
         with closing(self._connect()) as db:
             return db.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
 
+    def record_comparison(self, *, comparison_id: str, context: list[dict], model_a: str, model_b: str,
+                          response_a: str, response_b: str, vote: str, revision_a: str = "", template_a: str = "",
+                          revision_b: str = "", template_b: str = "", params: dict | None = None) -> bool:
+        """Store one blind side-by-side vote; False if this comparison already has one (the first one stands)."""
+        if vote not in COMPARISON_VOTES:
+            raise PacosError(f"unknown comparison vote {vote!r}; one of: {', '.join(COMPARISON_VOTES)}")
+        with closing(self._connect()) as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO comparisons VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (comparison_id, json.dumps(context, ensure_ascii=False), model_a, revision_a, template_a, model_b,
+                 revision_b, template_b, response_a, response_b, json.dumps(params or {}), vote, time.time()))
+            return cursor.rowcount == 1
 
-# -- exports (pure functions of `FeedbackStore.responses()`) -------------------------------------------------
+    def comparisons(self) -> list[dict]:
+        """Every blind side-by-side vote, oldest first: `id`, `context` (list of {role, content}), `model_a`,
+        `model_b` (A was shown on the left), `revision_a/b`, `template_a/b`, `response_a`, `response_b`,
+        `params` (dict), `vote` ("a", "b", "tie", "both_bad") and `created_at` (Unix time)."""
+        with closing(self._connect()) as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='comparisons'").fetchone() is None:
+                return []  # a database from before comparisons, opened read-only
+            rows = [dict(r) for r in db.execute("SELECT * FROM comparisons ORDER BY created_at, rowid")]
+        for r in rows:
+            r["context"], r["params"] = json.loads(r["context"]), json.loads(r["params"] or "{}")
+        return rows
+
+
+# -- exports (pure functions of `FeedbackStore.responses()` and `.comparisons()`) ------------------------------
 def is_chosen(r: dict) -> bool:
     return r["rating"] == "up" and not r["flagged"]
 
@@ -180,10 +221,23 @@ def dpo_pairs(responses: list[dict]) -> list[dict]:
     return pairs
 
 
-def feedback_stats(responses: list[dict], votes: int) -> dict:
+def comparison_pairs(comparisons: list[dict]) -> list[dict]:
+    """A decisive side-by-side vote (A or B better) as one preference pair, in `dpo_pairs`' format; a tie or
+    "both bad" says nothing about which answer to prefer, so it gives none."""
+    pairs = []
+    for c in comparisons:
+        if c["vote"] in ("a", "b"):
+            winner, loser = (c["response_a"], c["response_b"]) if c["vote"] == "a" else (c["response_b"], c["response_a"])
+            pairs.append({"prompt": c["context"], "chosen": [{"role": "assistant", "content": winner}],
+                          "rejected": [{"role": "assistant", "content": loser}]})
+    return pairs
+
+
+def feedback_stats(responses: list[dict], votes: int, comparisons: list[dict] = ()) -> dict:
     models: dict[str, int] = {}
     for r in responses:
         models[r["model"] or "?"] = models.get(r["model"] or "?", 0) + 1
+    comparison_votes = {kind: sum(c["vote"] == kind for c in comparisons) for kind in COMPARISON_VOTES}
     return {
         "responses": len(responses),
         "conversations": len({r["conversation_id"] for r in responses}),
@@ -193,8 +247,10 @@ def feedback_stats(responses: list[dict], votes: int) -> dict:
         "flagged": sum(r["flagged"] for r in responses),
         "regenerated": sum(r["replaced"] for r in responses),
         "sft_records": len(sft_records(responses)),
-        "dpo_pairs": len(dpo_pairs(responses)),
+        "dpo_pairs": len(dpo_pairs(responses)) + len(comparison_pairs(comparisons)),
         "models": models,
+        "comparisons": len(comparisons),
+        "comparison_votes": comparison_votes,
     }
 
 
@@ -205,9 +261,10 @@ def export_feedback(db: str | Path, fmt: str, out: str | Path, sft_style: str = 
     from pacos.data.formats import save_records
     from pacos.data.records import Conversation, Message
 
-    responses = FeedbackStore(db, create=False).responses()
+    store = FeedbackStore(db, create=False)
+    responses = store.responses()
     if fmt == "dpo":
-        objects = dpo_pairs(responses)
+        objects = dpo_pairs(responses) + comparison_pairs(store.comparisons())
     elif fmt == "sft" and sft_style == "alpaca":
         records = [Conversation([Message(m["role"], m["content"]) for m in o["messages"]])
                    for o in sft_records(responses)]
