@@ -8,15 +8,10 @@ import time
 
 import pytest
 
-from pacos.remote.client import (
-    Teacher,
-    TeacherConfig,
-    TeacherError,
-    UnparseableResponse,
-    parse_retry_after,
-    read_reply,
-    retry_delay,
-)
+from pacos.remote.client import RemoteError as TeacherError
+from pacos.remote.client import Teacher, parse_retry_after, retry_delay
+from pacos.remote.config import TeacherConfig
+from pacos.remote.reply import UnparseableResponse, read_reply
 
 
 def config(teacher, **overrides):

@@ -13,7 +13,7 @@ from rouge_score import rouge_scorer
 from teacher_double import SEEDS
 
 from pacos.cli import main
-from pacos.remote.client import TeacherConfig
+from pacos.remote.config import TeacherConfig
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
 from pacos.self_instruct.loop import generate

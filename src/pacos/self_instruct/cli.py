@@ -10,7 +10,7 @@ from pacos.options import add_options, from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pacos.remote.client import TeacherConfig
+    from pacos.remote.config import TeacherConfig
     from pacos.self_instruct.config import SelfInstructConfig
 
     p = sub.add_parser(
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args) -> int:
-    from pacos.remote.client import OPENAI_URL, TeacherConfig
+    from pacos.remote.config import OPENAI_URL, TeacherConfig
     from pacos.self_instruct.config import SelfInstructConfig
     from pacos.self_instruct.loop import generate
 

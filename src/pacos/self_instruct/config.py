@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pacos.options import ConfigError, check_fields, option
-from pacos.remote.client import TeacherConfig
+from pacos.remote.config import TeacherConfig
 
 PIPELINES = ("alpaca", "self-instruct")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacos.errors import DataError
-from pacos.remote.client import Reply
+from pacos.remote.reply import Reply
 from pacos.self_instruct.parse import Candidate
 
 RAW_TEXT_CAP = 64 * 1024  # characters of one answer kept in the raw log; a real answer is ~15 KB

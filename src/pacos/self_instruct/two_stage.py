@@ -13,7 +13,7 @@ import re
 from collections import Counter
 
 from pacos.self_instruct.bad_answers import answer_problem
-from pacos.remote.client import Reply
+from pacos.remote.reply import Reply
 from pacos.self_instruct.parse import Candidate
 from pacos.self_instruct.prompt import NO_INPUT, SeedTask
 from pacos.self_instruct.store import RAW_TEXT_CAP, raw_entry, record
