@@ -110,6 +110,16 @@ def _strings(obj: dict, name: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _references(obj: dict, where: str) -> tuple[str, ...] | None:
+    """MT-bench's reference answers: a string per turn, some empty (question 103 has none for its turn 2)."""
+    value = obj.get("reference")
+    if value in (None, []):
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise DataError(f"{where}: `reference` must be a list of strings, one per turn")
+    return tuple(value) if any(t.strip() for t in value) else None
+
+
 def _category(obj: dict, *names: str) -> str | None:
     for name in names:
         if isinstance(obj.get(name), str) and obj[name]:
@@ -144,8 +154,7 @@ def _questions_of(fmt: str, where: str, obj: dict) -> list[tuple[Question, str |
     if fmt in ("mt-bench", ANSWERS_FORMAT):
         turns = _strings(obj, "turns", where)
         system = obj.get("system") if isinstance(obj.get("system"), str) and obj.get("system") else None
-        ref = obj.get("reference")
-        reference = _strings(obj, "reference", where) if ref not in (None, []) else None
+        reference = _references(obj, where)
         qid = obj.get("question_id")
         key = question_key(turns, system)
         if fmt == ANSWERS_FORMAT and obj.get("key") != key:
