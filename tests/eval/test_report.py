@@ -2,8 +2,12 @@
 
 import json
 import random
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pacos.cli import main
 from pacos.eval.report_rows import human_judgements
@@ -12,8 +16,8 @@ SCORE = {"a": 1, "b": 0, "tie": 0.5}
 
 
 def pairwise(q, model_a, model_b, winner, *, turn=1, category=None, len_a=100, len_b=100, games=None,
-             inconsistent=False, preference_a=None, excluded=None, key=None):
-    return {"mode": "pairwise", "key": key or f"{model_a}|{model_b}|{q}|{turn}", "question_id": f"q{q}",
+             inconsistent=False, preference_a=None, excluded=None):
+    return {"mode": "pairwise", "key": f"question {q}", "question_id": f"q{q}",
             "category": category, "turn": turn, "model_a": model_a, "model_b": model_b,
             "games": games if games is not None else [{"order": "ab", "verdict": winner, "p_a": None, "cached": False},
                                                        {"order": "ba", "verdict": winner, "p_a": None, "cached": False}],
@@ -23,7 +27,7 @@ def pairwise(q, model_a, model_b, winner, *, turn=1, category=None, len_a=100, l
 
 
 def single(q, model, rating, *, turn=1):
-    return {"mode": "single", "key": f"s|{model}|{q}|{turn}", "question_id": f"q{q}", "category": None, "turn": turn,
+    return {"mode": "single", "key": f"question {q}", "question_id": f"q{q}", "category": None, "turn": turn,
             "model": model, "rating": rating, "len": 120, "judge": "judge-x", "prompt_version": "v1", "excluded": None}
 
 
@@ -98,7 +102,7 @@ def test_three_models_get_win_rates_per_category_and_turn_grades_and_a_leaderboa
 
 def test_rows_with_the_baseline_as_model_a_are_seen_from_the_candidates_side(tmp_path, capsys):
     records = [pairwise(q, "base", "cand", "b", len_a=50, len_b=80) for q in range(12)]
-    records += [pairwise(q, "cand", "base", "a", len_a=80, len_b=50, key=f"k{q}") for q in range(12, 20)]
+    records += [pairwise(q, "cand", "base", "a", len_a=80, len_b=50) for q in range(12, 20)]
     r = report(capsys, write(tmp_path / "j.jsonl", records), "--baseline", "base")
     (p,) = r["pairwise"]
     assert (p["model"], p["wins"], p["losses"], p["win_rate"]["value"]) == ("cand", 20, 0, 1.0)
@@ -160,7 +164,7 @@ def test_out_and_plots_write_markdown_and_pngs(tmp_path, capsys):
     ('[1, 2]', "j.jsonl:2: expected a JSON object"),
     (json.dumps({**pairwise(1, "m", "base", "a"), "len_a": -3}), "j.jsonl:2: field 'len_a' must be an integer >= 0"),
     (json.dumps({**pairwise(1, "m", "base", "a"), "score_a": 0}), "j.jsonl:2: score_a 0 does not match winner 'a'"),
-    (json.dumps(pairwise(0, "m", "base", "a")), "j.jsonl:2: key 'm|base|0|1' is repeated (first at "),
+    (json.dumps(pairwise(0, "base", "m", "b")), "j.jsonl:2: the same judgement again (first at "),
     (json.dumps({**single(1, "m", 11)}), "j.jsonl:2: field 'rating' must be from 1 to 10"),
 ])
 def test_a_bad_record_is_one_line_naming_its_place(tmp_path, capsys, line, message):
@@ -226,3 +230,45 @@ def test_report_from_a_feedback_database(tmp_path, capsys):
     assert r["bradley_terry"]["ratings"][0]["model"] == "tuned"
     assert main(["eval", "report", "--human", str(db), "--baseline", "base", "--resamples", "200"]) == 0
     assert "| both bad |" in capsys.readouterr().out
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) |
+                     st.text(max_size=8), lambda inner: st.lists(inner, max_size=3) |
+                     st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+_fields = list(pairwise(0, "m", "base", "a")) + ["rating", "model", "len"]
+
+
+@st.composite
+def hostile_line(draw):
+    """A judgement with one field replaced, removed or added, or a line that is not a judgement at all."""
+    kind = draw(st.sampled_from(["valid", "mutated", "mutated", "json", "text"]))
+    if kind == "text":
+        return draw(st.text(max_size=40)).replace("\n", " ")
+    if kind == "json":
+        return json.dumps(draw(_json))
+    q = draw(st.integers(0, 30))
+    record = draw(st.sampled_from([pairwise(q, "m", "base", draw(st.sampled_from(["a", "b", "tie"])),
+                                            len_a=draw(st.integers(0, 900))),
+                                   pairwise(q, "x", "m", "a"), single(q, "m", draw(st.integers(1, 10)))]))
+    if kind == "mutated":
+        name = draw(st.sampled_from(_fields))
+        if draw(st.booleans()):
+            record.pop(name, None)
+        else:
+            record[name] = draw(_json)
+    return json.dumps(record)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(hostile_line(), min_size=1, max_size=25))
+def test_fuzz_any_judgements_file_gives_a_report_or_one_line_error(capsys, lines):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "j.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        code = main(["eval", "report", str(path), "--json", "--resamples", "100"])
+        out, err = capsys.readouterr()
+    assert code in (0, 2), err
+    if code == 0:
+        assert isinstance(json.loads(out)["caveats"], list)
+    else:
+        assert err.startswith("pacos: error: ") and err.count("\n") == 1, err

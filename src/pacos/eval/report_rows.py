@@ -64,30 +64,26 @@ def read_judgements(paths) -> Judgements:
     from pacos.data.raw_files import read_raw
 
     out = Judgements(sources=[str(p) for p in paths])
-    keys: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
     for path in paths:
         for entry in read_raw(path).entries:
             if entry.error:
                 raise DataError(f"{entry.where}: {entry.error}")
-            _add_record(out, entry.obj, entry.where, keys)
+            _add_record(out, entry.obj, entry.where, seen)
     return out
 
 
-def _add_record(out: Judgements, obj, where: str, keys: dict[str, str]) -> None:
+def _add_record(out: Judgements, obj, where: str, seen: dict[tuple, str]) -> None:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object (a judgement from `pacos eval judge`), got "
                         f"{type(obj).__name__}")
     mode = obj.get("mode")
     if mode not in MODES:
         raise DataError(f"{where}: unknown mode {mode!r}; a judgement's mode is one of {', '.join(MODES)}")
-    key = _get(obj, "key", where, (str,), required=False)
-    if key is not None:
-        if key in keys:
-            raise DataError(f"{where}: key {key!r} is repeated (first at {keys[key]}); give each judgements "
-                            "file once")
-        keys[key] = where
+    judge = []
     for name, into in (("judge", out.judges), ("prompt_version", out.prompt_versions)):
         value = _get(obj, name, where, (str, int), required=False)
+        judge.append(value)
         if value is not None:
             into.add(str(value))
     excluded = _get(obj, "excluded", where, (str,), required=False)
@@ -102,6 +98,7 @@ def _add_record(out: Judgements, obj, where: str, keys: dict[str, str]) -> None:
         if row is None:
             out.excluded["no verdict"] += 1
         else:
+            _once(seen, (mode, row.question_id, row.turn, frozenset((row.model_a, row.model_b)), *judge), where)
             out.pairwise.append(row)
         return
     rating = _number(obj, "rating", where, required=False)
@@ -111,7 +108,17 @@ def _add_record(out: Judgements, obj, where: str, keys: dict[str, str]) -> None:
     if not 1 <= rating <= 10:
         raise DataError(f"{where}: field 'rating' must be from 1 to 10 (got {rating})")
     length = _count(obj, "len", where, required=False)
-    out.grades.append(Grade(**common, mode=mode, model=_name(obj, "model", where), rating=float(rating), length=length))
+    grade = Grade(**common, mode=mode, model=_name(obj, "model", where), rating=float(rating), length=length)
+    _once(seen, (mode, grade.question_id, grade.turn, grade.model, *judge), where)
+    out.grades.append(grade)
+
+
+def _once(seen: dict, identity: tuple, where: str) -> None:
+    """Refuse a second judgement of the same item by the same judge and prompt (a file given twice, say)."""
+    if identity in seen:
+        raise DataError(f"{where}: the same judgement again (first at {seen[identity]}); give each judgements "
+                        "file once")
+    seen[identity] = where
 
 
 def _pairwise(obj: dict, where: str, common: dict) -> Pairwise | None:
