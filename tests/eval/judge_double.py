@@ -50,7 +50,8 @@ def rating_of(user: str) -> int:
     answer = user.rsplit("### Assistant:\n", 1)[1].split("\n[End of conversation]")[0] if "[Conversation]" in user else \
         _between(user, "[Assistant's answer]\n", "\n[End of assistant's answer]")
     if "[Reference answer" in user:
-        reference = user.split("[Reference answer", 1)[1].split("]\n", 1)[1].split("\n[End of reference answer]")[0]
+        reference = user.split("[Reference answer", 1)[1].split("]\n", 1)[1]
+        reference = reference.split("\n[End of reference answer]")[0]
         return 9 if reference.strip() in answer else 2
     return 9 if MARKER in answer else 1 + len(answer) % 7
 

@@ -40,7 +40,7 @@ class JudgeRunConfig:
                                         "(default: all pairs of the --answers models)")
     references: str | None = option(None, "reference mode: a question file with `reference`, or a reference "
                                           "model's answers (default: the questions' own `reference`)")
-    categories: tuple[str, ...] = option((), "judge only questions of these categories (comma-separated)")
+    categories: tuple[str, ...] = option((), "judge only questions of these categories, comma-separated (default: all)")
     cache: str | None = option(None, "SQLite cache of every judgement (default: OUT's name + .cache.sqlite)")
     progress: bool | None = option(None, "no progress bar (default: a bar only on a terminal)")
     prices: Prices = option(default_factory=Prices, help="prices and the cost limit")  # noqa: RUF009
