@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,16 @@ def run_pacos(*args: str, check: bool = False, timeout: float = 600, **kwargs) -
     if check and proc.returncode != 0:
         raise AssertionError(f"pacos {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def kill_pacos_after(*args: str, path: Path, lines: int, timeout: float = 120) -> None:
+    """Run the real `pacos` CLI and kill -9 it once `path` holds `lines` lines (a crash in the middle of a run)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and (
+            not path.exists() or path.read_text().count("\n") < lines):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -4,11 +4,6 @@ rerun after kill -9 (even mid-line) answers only what is missing and ends with t
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -19,7 +14,7 @@ from pacos.infer.files import answer_records
 from pacos.infer.hf_engine import TransformersEngine
 from pacos.infer.params import SamplingParams
 
-from ..conftest import run_pacos
+from ..conftest import kill_pacos_after, run_pacos
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -88,14 +83,7 @@ def test_kill_9_then_rerun_answers_only_the_rest(tiny_model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     args = ["infer", str(tiny_model_dir), "--data", str(tmp_path / "in.jsonl"), "--out", str(out),
             "--max-new-tokens", "24", "--batch-size", "4"]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_pacos_after(*args, path=out, lines=6)
     before = out.read_text().splitlines(keepends=True)
     assert 6 <= len(before) < 48, "the run was not interrupted mid-file"
     with open(out, "a") as f:  # as if killed in the middle of a line

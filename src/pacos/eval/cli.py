@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 # `pacos eval answer|judge|report`, one module each (import-light: no torch at import time).
-EVAL_COMMAND_MODULES: tuple[str, ...] = ("pacos.eval.judge_cli", "pacos.eval.report_cli")
+EVAL_COMMAND_MODULES: tuple[str, ...] = ("pacos.eval.answer_cli", "pacos.eval.judge_cli", "pacos.eval.report_cli")
 
 
 def _tasks(args) -> int:

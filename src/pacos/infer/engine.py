@@ -181,51 +181,79 @@ def complete(engine: Engine, prompt_ids: list[int], sampling: SamplingParams, **
     return Completion(text, last.finish_reason, stream.prompt_tokens, last.completion_tokens, last.error)
 
 
+class InFlight:
+    """Generations running on an engine, handed back as they finish (for synchronous drivers: `complete_many`,
+    and `pacos eval answer`, which starts a question's next turn when its answer to the last one is in)."""
+
+    def __init__(self, engine: Engine, **start):
+        self.engine, self._start = engine, start
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._texts: dict = {}
+        self._streams: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def submit(self, key, prompt_ids: list[int], sampling: SamplingParams) -> None:
+        """Start a generation; `key` (any hashable, not already in flight) names it in `next_done`."""
+        texts = self._texts[key] = []
+
+        def sink(stream: Stream, event: Event) -> None:
+            texts.append(event.delta)
+            if event.finish_reason is not None:
+                self._done.put((key, stream, event))
+
+        self._streams[key] = self.engine.start(prompt_ids, sampling, sink=sink, **self._start)
+
+    def next_done(self) -> tuple[object, Completion]:
+        """(key, Completion) of the next generation to finish; waits for one (call only while len(self) > 0)."""
+        while True:
+            try:
+                key, stream, event = self._done.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            del self._streams[key]
+            text = "".join(self._texts.pop(key))
+            return key, Completion(text, event.finish_reason, stream.prompt_tokens, event.completion_tokens,
+                                   event.error)
+
+    def cancel(self) -> None:
+        for stream in self._streams.values():
+            stream.cancel()
+
+
 def complete_many(engine: Engine, prompts: Iterable[list[int]], sampling: SamplingParams, *,
                   window: int | None = None, sampling_for: Callable[[int], SamplingParams] | None = None,
                   **start) -> Iterator[tuple[int, Completion]]:
     """(index, Completion) for every prompt, in the order they finish; `sampling_for(index)`, when given,
     is each prompt's own sampling (e.g. a per-record seed).
 
-    Prompts are read lazily and at most `window` (default: the engine's waiting room, at most two batches) are in flight, so a
-    finished sequence's slot is refilled at once and the input can be any length. Leaving the iterator
-    early cancels what is in flight.
+    Prompts are read lazily and at most `window` (default: `default_window`) are in flight, so a finished
+    sequence's slot is refilled at once and the input can be any length. Leaving the iterator early cancels
+    what is in flight.
     """
-    # Everything submitted waits until the engine's next step admits it, so the window is its waiting room.
-    window = window or max(1, min(engine.max_waiting, 2 * engine.max_batch))
-    done: queue.SimpleQueue = queue.SimpleQueue()
-    texts: dict[int, list[str]] = {}
-    streams: dict[int, Stream] = {}
+    window = window or default_window(engine)
+    flight = InFlight(engine, **start)
     source = iter(enumerate(prompts))
 
-    def sink_for(index: int) -> Sink:
-        def sink(stream: Stream, event: Event) -> None:
-            texts[index].append(event.delta)
-            if event.finish_reason is not None:
-                done.put((index, stream, event))
-        return sink
-
     def refill() -> None:
-        for index, ids in itertools.islice(source, window - len(streams)):
-            texts[index] = []
-            params = sampling_for(index) if sampling_for else sampling
-            streams[index] = engine.start(ids, params, sink=sink_for(index), **start)
+        for index, ids in itertools.islice(source, window - len(flight)):
+            flight.submit(index, ids, sampling_for(index) if sampling_for else sampling)
 
     try:
         refill()
-        while streams:
-            try:
-                index, stream, event = done.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
-            except queue.Empty:
-                continue
-            del streams[index]
-            text = "".join(texts.pop(index))
+        while len(flight):
+            index, done = flight.next_done()
             refill()
-            yield index, Completion(text, event.finish_reason, stream.prompt_tokens, event.completion_tokens,
-                                    event.error)
+            yield index, done
     finally:
-        for stream in streams.values():
-            stream.cancel()
+        flight.cancel()
+
+
+def default_window(engine: Engine) -> int:
+    """Generations to keep in flight: the engine's waiting room, at most two batches (everything submitted
+    waits until the engine's next step admits it, so more would only wait longer)."""
+    return max(1, min(engine.max_waiting, 2 * engine.max_batch))
 
 
 def in_input_order(results: Iterable[tuple[int, Completion]], first: int = 0) -> Iterator[tuple[int, Completion]]:

@@ -34,13 +34,17 @@ def prompts_for(engine: Engine, records: list[Record], params: SamplingParams, w
                 start: int = 0) -> Iterator[list[int]]:
     """Prompt ids of records[start:], encoded lazily; a prompt that leaves no room for the answer is an error
     naming its record."""
-    context = engine.context_length
     for i in range(start, len(records)):
-        ids = engine.encode(records[i])
-        if context and len(ids) + params.max_new_tokens > context:
-            raise PacosError(f"{where} {i + 1}: its prompt of {len(ids)} tokens + {params.max_new_tokens} new tokens "
-                             f"exceeds the model's context of {context}; lower --max-new-tokens or shorten the input")
-        yield ids
+        yield check_fits(engine, engine.encode(records[i]), params, f"{where} {i + 1}")
+
+
+def check_fits(engine: Engine, ids: list[int], params: SamplingParams, where: str) -> list[int]:
+    """`ids`, if the prompt leaves room in the model's context for the answer; else an error naming `where`."""
+    context = engine.context_length
+    if context and len(ids) + params.max_new_tokens > context:
+        raise PacosError(f"{where}: its prompt of {len(ids)} tokens + {params.max_new_tokens} new tokens "
+                         f"exceeds the model's context of {context}; lower --max-new-tokens or shorten the input")
+    return ids
 
 
 def record_sampling(params: SamplingParams, index: int) -> SamplingParams:
@@ -54,7 +58,7 @@ def answer_records(engine: Engine, records: list[Record], params: SamplingParams
     """The answer to every record, in order (kept in memory: for `ask`, `eval` and other in-process callers)."""
     params.check()
     answers = [""] * len(records)
-    with _bar(len(records), 0, progress, desc) as bar:
+    with progress_bar(len(records), 0, progress, desc) as bar:
         for index, done in _answers(engine, records, params, 0):
             answers[index] = done.text
             bar.update(1)
@@ -88,11 +92,11 @@ def infer_file(engine: Engine, data: str, out: str, params: SamplingParams, prog
             return InferResult(len(records), already, 0)
         raise PacosError(f"{out}: holds {already} of the {len(records)} records and no {stream_path.name} to resume "
                          "from; delete it to start again")
-    already = _check_done(records, _read_lines(stream_path), fmt, stream_path)
+    already = _check_done(records, read_output_lines(stream_path), fmt, stream_path)
     answered = 0
     if already < len(records):
         with open(stream_path, "a", encoding="utf-8", newline="\n") as f, \
-                _bar(len(records), already, progress, "infer") as bar:
+                progress_bar(len(records), already, progress, "infer") as bar:
             for index, done in _answers(engine, records, params, already):
                 if done.finish_reason == "error":
                     raise PacosError(f"{data}: record {index + 1}: {done.error}")
@@ -103,7 +107,7 @@ def infer_file(engine: Engine, data: str, out: str, params: SamplingParams, prog
     if not as_lines:
         from pacos.data.atomic_write import write_objects
 
-        write_objects(_read_lines(stream_path), out_path, as_lines=False)
+        write_objects(read_output_lines(stream_path), out_path, as_lines=False)
         stream_path.unlink()
     return InferResult(len(records), already, answered)
 
@@ -144,8 +148,9 @@ def _check_done(records: list[Record], done: list[dict], fmt: str, path: Path) -
     return len(done)
 
 
-def _read_lines(path: Path) -> list[dict]:
-    """The whole JSON lines of an infer output; a torn last line (the run was killed mid-write) is cut off."""
+def read_output_lines(path: Path, writer: str = "pacos infer") -> list[dict]:
+    """The whole JSON lines of an output `writer` streams; a torn last line (the run was killed mid-write) is
+    cut off."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -160,7 +165,7 @@ def _read_lines(path: Path) -> list[dict]:
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
-            raise PacosError(f"{path}:{n}: not a record written by pacos infer; delete the file or choose another --out")
+            raise PacosError(f"{path}:{n}: not a record written by {writer}; delete the file or choose another --out")
         objects.append(obj)
     return objects
 
@@ -186,7 +191,8 @@ class _NoBar:
         pass
 
 
-def _bar(total: int, initial: int, progress: bool, desc: str):
+def progress_bar(total: int, initial: int, progress: bool, desc: str):
+    """tqdm's bar (rate and ETA) on stderr, or one that shows nothing."""
     if not progress:
         return _NoBar()
     from tqdm.auto import tqdm
