@@ -55,7 +55,7 @@ class LlamaCppBatch(SequenceBatch):
         self.model = lc.llama_model_load_from_file(str(path).encode(), lc.llama_model_default_params())
         if not self.model:
             raise ModelLoadError(f"llama.cpp could not load {path}: {llama_cpp_said() or 'unknown reason'}")
-        self.ctx = self.llama_batch = None
+        self.ctx = self.llama_batch = self.pool = None
         try:
             trained = lc.llama_model_n_ctx_train(self.model)
             context = context or min(DEFAULT_CONTEXT, trained if trained > 0 else DEFAULT_CONTEXT)
@@ -74,6 +74,9 @@ class LlamaCppBatch(SequenceBatch):
             if not self.ctx:
                 raise ModelLoadError(f"llama.cpp could not make a context of {context} x {max_batch} tokens for "
                                      f"{path}: {llama_cpp_said() or 'unknown reason'}")
+            from pacos.infer.ggml_threadpool import Threadpool
+
+            self.pool = Threadpool(lc, self.ctx, self.threads)  # one pool for the context's life (see its module)
             self.memory = lc.llama_get_memory(self.ctx)
             self.cells = lc.llama_n_ctx(self.ctx)
             vocab = lc.llama_model_get_vocab(self.model)
@@ -115,6 +118,9 @@ class LlamaCppBatch(SequenceBatch):
         if self.llama_batch is not None:
             self.lc.llama_batch_free(self.llama_batch)
             self.llama_batch = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
         if self.ctx:
             self.lc.llama_free(self.ctx)
             self.ctx = None
@@ -252,7 +258,8 @@ class LlamaCppEngine(BatchedEngine):
         self._start_stepping(batch, {self.tokenizer.eos_token_id} - {None})
 
     def stats(self) -> dict:
-        return {**super().stats(), "threads": self.batch.threads, "kv_cells": self.batch.cells}
+        return {**super().stats(), "threads": self.batch.threads, "kv_cells": self.batch.cells,
+                "threadpool": bool(self.batch.pool and self.batch.pool.attached)}
 
     def close(self) -> None:
         super().close()

@@ -1,0 +1,71 @@
+"""A persistent ggml CPU thread pool for a llama.cpp context (llama-cpp-python binds none, so through ctypes).
+
+Without one, ggml makes a disposable pool for every graph it computes: with pacos's portable build (OpenMP
+off) each `llama_decode` starts and joins its worker threads, which on a busy 2-core machine cost more than
+the decoding itself. Measured on `small` q4_k_m, 2 threads, batch 1, same process and file (docs/inference.md):
+12 / 12 / 27 tokens/s without a pool against 25 / 24 / 171 with one, in three rounds while other work ran.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+MAX_THREADS = 512  # GGML_MAX_N_THREADS: the length of the cpumask in ggml_threadpool_params
+
+
+class ThreadpoolParams(ctypes.Structure):
+    """ggml.h's `struct ggml_threadpool_params`."""
+
+    _fields_ = [("cpumask", ctypes.c_bool * MAX_THREADS), ("n_threads", ctypes.c_int), ("prio", ctypes.c_int),
+                ("poll", ctypes.c_uint32), ("strict_cpu", ctypes.c_bool), ("paused", ctypes.c_bool)]
+
+
+def _libraries(llama_cpp):
+    """(libggml-base, libggml-cpu, libllama) of the installed llama-cpp-python, with the signatures set."""
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
+    cpu = ctypes.CDLL(os.path.join(libdir, "libggml-cpu.so"))
+    llama = llama_cpp.llama_cpp._lib
+    base.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
+    base.ggml_threadpool_params_init.restype = None
+    cpu.ggml_threadpool_new.argtypes = [ctypes.POINTER(ThreadpoolParams)]
+    cpu.ggml_threadpool_new.restype = ctypes.c_void_p
+    cpu.ggml_threadpool_free.argtypes = [ctypes.c_void_p]
+    cpu.ggml_threadpool_free.restype = None
+    llama.llama_attach_threadpool.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    llama.llama_attach_threadpool.restype = None
+    llama.llama_detach_threadpool.argtypes = [ctypes.c_void_p]
+    llama.llama_detach_threadpool.restype = None
+    return base, cpu, llama
+
+
+class Threadpool:
+    """A pool of `threads` attached to a context (for decoding and prompt batches alike); `close` detaches and
+    frees it. Where the libraries lack the symbols (another build of llama-cpp-python), `attached` is False and
+    ggml's own disposable pools are used, as before."""
+
+    def __init__(self, llama_cpp, ctx, threads: int):
+        self.ctx, self.pool, self._libs = ctx, None, None
+        try:
+            self._libs = _libraries(llama_cpp)
+        except (OSError, AttributeError):
+            return
+        base, cpu, llama = self._libs
+        params = ThreadpoolParams()
+        base.ggml_threadpool_params_init(ctypes.byref(params), threads)
+        self.pool = cpu.ggml_threadpool_new(ctypes.byref(params))
+        if self.pool:
+            llama.llama_attach_threadpool(ctypes.cast(ctx, ctypes.c_void_p), self.pool, self.pool)
+
+    @property
+    def attached(self) -> bool:
+        return bool(self.pool)
+
+    def close(self) -> None:
+        """Detach and free (before the context is freed)."""
+        if self.pool:
+            _, cpu, llama = self._libs
+            llama.llama_detach_threadpool(ctypes.cast(self.ctx, ctypes.c_void_p))
+            cpu.ggml_threadpool_free(self.pool)
+            self.pool = None
