@@ -1,4 +1,5 @@
-"""A live `pacos serve` on loopback with the tiny model, shared by the serving tests."""
+"""A live `pacos serve` on loopback with the tiny model (and one with two models, for the compare page), shared
+by the serving tests."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def free_port() -> int:
 
 
 def start_server(model_dir, tmp: Path, *args: str) -> LiveServer:
+    """`model_dir`: one model, or a list of MODEL arguments (NAME=PATH) for one server."""
+    models = [str(m) for m in model_dir] if isinstance(model_dir, list) else [str(model_dir)]
     port = free_port()
     db = tmp / "feedback.sqlite3"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
     with open(tmp / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", "serve", str(model_dir), "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "pacos.cli", "serve", *models, "--port", str(port),
                                  "--feedback-db", str(db), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -66,6 +69,18 @@ def stop_server(server: LiveServer) -> None:
 @pytest.fixture(scope="session")
 def server(tiny_model_dir, tmp_path_factory):
     live = start_server(tiny_model_dir, tmp_path_factory.mktemp("serve"), "--api-key", API_KEY)
+    yield live
+    stop_server(live)
+
+
+# Names no random text of the tiny model will hold by chance, so a test can look for them in what is streamed.
+COMPARED = ("alpha-x9q", "omega-k7z")
+
+
+@pytest.fixture(scope="session")
+def compare_server(tiny_model_dir, tmp_path_factory):
+    """Two models (the tiny one twice, each on its own engine) and no API key: the compare page's server."""
+    live = start_server([f"{name}={tiny_model_dir}" for name in COMPARED], tmp_path_factory.mktemp("serve-compare"))
     yield live
     stop_server(live)
 

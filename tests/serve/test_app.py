@@ -57,7 +57,9 @@ class StandIn(Engine):
 
 
 def app_client(backend, **kw):
-    return TestClient(create_app(backend, "m", **kw), raise_server_exceptions=False)
+    """The app on one stand-in served as "m", or on {name: engine}."""
+    engines = backend if isinstance(backend, dict) else {"m": backend}
+    return TestClient(create_app(engines, **kw), raise_server_exceptions=False)
 
 
 def test_full_queue_is_503_with_retry_after():

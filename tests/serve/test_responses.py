@@ -21,7 +21,7 @@ def test_plain_bodies_conform():
     assert "system_fingerprint" not in chat and "service_tier" not in chat
     assert_conforms("CreateCompletionResponse", R.wire(R.completion("cmpl-1", "m", ["x"], ["stop"], USE)))
     assert_conforms("Model", R.wire(R.model_card("m", 1)))
-    assert_conforms("ListModelsResponse", R.model_list("m", 1))
+    assert_conforms("ListModelsResponse", R.model_list(["m"], 1))
     assert_conforms("ErrorResponse", APIError(400, "no", param="n").body())
     assert set(APIError(400, "no").body()["error"]) == {"message", "type", "param", "code"}
 

@@ -16,10 +16,13 @@ from pacos.serve.feedback import FeedbackStore
 
 from .test_app import CHAT, StandIn, app_client
 
-PUBLIC = {"/", "/health"}  # the page and liveness: open to anyone, by design
+PUBLIC = {"/", "/compare", "/health"}  # the pages and liveness: open to anyone, by design
 KEY = {"Authorization": "Bearer k"}
 BODIES = {"/v1/chat/completions": CHAT, "/v1/completions": {"model": "m", "prompt": "hi", "max_tokens": 2},
-          "/feedback": {"response_id": "r1", "response": "yo", "context": [{"role": "user", "content": "hi"}]}}
+          "/feedback": {"response_id": "r1", "response": "yo", "context": [{"role": "user", "content": "hi"}]},
+          "/compare/sessions": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+          "/compare/votes": {"session": "0" * 32, "vote": "a"}}
+KEYED = {"/compare/votes": 404}  # what a route answers with the key, when not 200: no such comparison
 
 
 def routes(app) -> list:
@@ -33,9 +36,10 @@ def routes(app) -> list:
 
 
 def test_every_route_but_the_public_ones_depends_on_require_access():
-    app = create_app(StandIn(), "m", api_key="k")
+    app = create_app({"m": StandIn()}, api_key="k")
     paths = {r.path for r in routes(app)}
-    assert {"/v1/models", "/v1/models/{name:path}", "/v1/chat/completions", "/v1/completions", "/feedback"} <= paths
+    assert {"/v1/models", "/v1/models/{name:path}", "/v1/chat/completions", "/v1/completions", "/feedback",
+            "/compare/sessions", "/compare/votes"} <= paths
     assert PUBLIC <= paths
     for route in routes(app):
         guarded = require_access in {d.call for d in route.dependant.dependencies}
@@ -45,7 +49,8 @@ def test_every_route_but_the_public_ones_depends_on_require_access():
 @pytest.fixture()
 def client(tmp_path):
     store = FeedbackStore(tmp_path / "f.sqlite3")
-    return app_client(StandIn([Event("a", "stop", 1)]), api_key="k", feedback=store)
+    return app_client({"m": StandIn([Event("a", "stop", 1)]), "m2": StandIn([Event("b", "stop", 1)])}, api_key="k",
+                      feedback=store)
 
 
 def calls(client):
@@ -65,13 +70,14 @@ def test_every_guarded_route_refuses_without_the_key_and_answers_with_it(client)
             continue
         assert anonymous.status_code == 401, (method, path, anonymous.status_code)
         assert anonymous.json()["error"]["code"] == "invalid_api_key"
-        assert keyed.status_code == 200, (method, path, keyed.text)
+        assert keyed.status_code == KEYED.get(path, 200), (method, path, keyed.text)
 
 
 def test_every_guarded_write_is_same_origin_json_only(client):
     writes = [(path, method, url, body) for path, method, url, body in calls(client)
               if path not in PUBLIC and method not in ("GET", "HEAD")]
-    assert {path for path, *_ in writes} == {"/v1/chat/completions", "/v1/completions", "/feedback"}
+    assert {path for path, *_ in writes} == {"/v1/chat/completions", "/v1/completions", "/feedback",
+                                             "/compare/sessions", "/compare/votes"}
     for path, method, url, body in writes:
         r = client.request(method, url, json=body, headers=KEY | {"Origin": "http://evil.example"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_forbidden", path
@@ -115,6 +121,15 @@ MSG = {"role": "user", "content": "hi"}
     ("/feedback", BODIES["/feedback"] | {"context": [{"role": "user", "content": 5}]}, "context[0].content"),
     ("/feedback", BODIES["/feedback"] | {"vote": "sideways"}, "vote"),
     ("/feedback", BODIES["/feedback"] | {"params": [1]}, "params"),
+    ("/feedback", BODIES["/feedback"] | {"model": 5}, "model"),
+    ("/compare/sessions", {}, "messages"),
+    ("/compare/sessions", BODIES["/compare/sessions"] | {"n": 2}, "n"),
+    ("/compare/sessions", BODIES["/compare/sessions"] | {"temperature": -1}, "temperature"),
+    ("/compare/sessions", {"messages": [MSG, {"role": "assistant", "content": "yo"}, MSG]}, "messages"),  # one question
+    ("/compare/votes", {"vote": "a"}, "session"),
+    ("/compare/votes", BODIES["/compare/votes"] | {"vote": "up"}, "vote"),
+    ("/compare/votes", BODIES["/compare/votes"] | {"session": ["x"]}, "session"),
+    ("/compare/votes", BODIES["/compare/votes"] | {"session": "x" * 65}, "session"),
 ])
 def test_validation_failures_are_400s_naming_the_param(client, path, body, param):
     r = client.post(path, json=body, headers=KEY)
@@ -124,7 +139,8 @@ def test_validation_failures_are_400s_naming_the_param(client, path, body, param
     assert error["param"] == param and param in error["message"], error
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/feedback"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/feedback", "/compare/sessions",
+                                  "/compare/votes"])
 def test_a_body_that_is_not_an_object_is_a_400_without_param(client, path):
     r = client.post(path, json=[BODIES[path]], headers=KEY)
     assert r.status_code == 400 and r.json()["error"]["param"] is None

@@ -1,4 +1,4 @@
-"""`pacos serve` (OpenAI-compatible API + web chat page) and `pacos feedback export|stats`."""
+"""`pacos serve` (OpenAI-compatible API, web chat page, blind compare page) and `pacos feedback export|stats`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from pacos.serve.config import ServeConfig
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="serve a model: OpenAI-compatible API, web chat page at /, votes to SQLite")
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p = sub.add_parser("serve", help="serve models: OpenAI-compatible API, web chat page at /, blind side-by-side "
+                                     "votes at /compare (2+ models), votes to SQLite")
+    p.add_argument("model", metavar="MODEL", nargs="+",
+                   help=f"{MODEL_HELP}; several for one server (each loaded once, on its own engine), each as "
+                        "NAME=MODEL to choose the name clients ask for")
     add_options(p, ServeConfig)
     p.set_defaults(func=_serve)
 
@@ -40,6 +43,25 @@ def served_name_for(model_ref: str) -> str:
     return path.resolve().name if path.exists() else model_ref
 
 
+def served_models(refs: list[str], served_name: str | None = None) -> dict[str, str]:
+    """{served name: model reference} from `pacos serve`'s MODEL arguments: NAME=MODEL names one, otherwise
+    the name is `served_name_for`'s (or --served-name's, for a single model)."""
+    if served_name is not None and len(refs) > 1:
+        raise PacosError("--served-name names a single model; with several, name each as NAME=MODEL")
+    models: dict[str, str] = {}
+    for ref in refs:
+        name, sep, path = ref.partition("=")
+        if not sep or not name or "/" in name or Path(ref).exists():  # a path that holds "=" is still a path
+            name, path = served_name or served_name_for(ref), ref
+        if not path:
+            raise PacosError(f"{ref}: give NAME=MODEL, with the model after the '='")
+        if name in models:
+            raise PacosError(f"two models would be served as '{name}' ({models[name]} and {path}): name them "
+                             "apart as NAME=MODEL")
+        models[name] = path
+    return models
+
+
 def _serve(args) -> int:
     config = from_args(ServeConfig, args)
     try:
@@ -51,21 +73,26 @@ def _serve(args) -> int:
     from pacos.infer.backends import load_engine
     from pacos.serve.feedback import FeedbackStore, default_feedback_path
 
-    name = config.served_name or served_name_for(args.model)
-    # The database first: a bad --feedback-db fails in a moment, not after the model has loaded.
+    models = served_models(args.model, config.served_name)
+    # The database first: a bad --feedback-db fails in a moment, not after the models have loaded.
     feedback = FeedbackStore(config.feedback_db or default_feedback_path()) if config.feedback else None
-    engine = load_engine(args.model, config.backend, template=config.template, max_batch=config.max_batch,
-                         max_waiting=config.max_queue, threads=config.engine.threads)
-    app = create_app(engine, name, api_key=config.api_key, feedback=feedback, max_choices=config.max_choices,
-                     allow_origins=config.allow_origin)
-    print(f"pacos serve: model '{name}' ({engine.name}, template {engine.template.name}) on "
-          f"http://{config.host}:{config.port}  (web chat at /, OpenAI API at /v1)", file=sys.stderr)
-    if feedback:
-        print(f"pacos serve: votes go to {feedback.path}", file=sys.stderr)
+    engines = {}
     try:
+        for name, ref in models.items():  # each model loaded once, on an engine of its own
+            engines[name] = load_engine(ref, config.backend, template=config.template, max_batch=config.max_batch,
+                                        max_waiting=config.max_queue, threads=config.engine.threads)
+        app = create_app(engines, api_key=config.api_key, feedback=feedback, max_choices=config.max_choices,
+                         allow_origins=config.allow_origin)
+        for name, engine in engines.items():
+            print(f"pacos serve: model '{name}' ({engine.name}, template {engine.template.name})", file=sys.stderr)
+        pages = "web chat at /" + (", blind side-by-side votes at /compare" if len(engines) > 1 else "")
+        print(f"pacos serve: on http://{config.host}:{config.port}  ({pages}, OpenAI API at /v1)", file=sys.stderr)
+        if feedback:
+            print(f"pacos serve: votes go to {feedback.path}", file=sys.stderr)
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
-        engine.close()
+        for engine in engines.values():
+            engine.close()
     return 0
 
 

@@ -104,6 +104,6 @@ def model_card(name: str, created: int) -> Model:
     return Model(id=name, object="model", created=created, owned_by="pacos")
 
 
-def model_list(name: str, created: int) -> dict:
+def model_list(names: list[str], created: int) -> dict:
     """GET /v1/models: the openai package has no type for the list itself (its client pages through `data`)."""
-    return {"object": "list", "data": [wire(model_card(name, created))]}
+    return {"object": "list", "data": [wire(model_card(name, created)) for name in names]}

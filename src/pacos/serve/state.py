@@ -1,17 +1,19 @@
-"""What every route shares: the engine and the name it is served under, this server's limits, the feedback
-store, and the small thread pool that keeps parsing, templating and tokenization off the event loop."""
+"""What every route shares: the engines by the names they are served under, this server's limits, the feedback
+store, the compare sessions, and the small thread pool that keeps parsing, templating and tokenization off
+the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
 from pacos.infer.engine import Engine
+from pacos.serve.compare import CompareSessions
 from pacos.serve.protocol import MAX_N, APIError, bad
 
 if TYPE_CHECKING:
@@ -26,16 +28,27 @@ PREP_WORKERS = 2
 
 @dataclass
 class ServerState:
-    engine: Engine
-    served_name: str
-    created: int  # the served model's `created` in GET /v1/models: when this server started
+    engines: dict[str, Engine]  # served name -> its own engine, in the order given; the first is the default
+    created: int  # the served models' `created` in GET /v1/models: when this server started
     feedback: FeedbackStore | None = None  # None: started with --no-feedback
     max_body_bytes: int = MAX_BODY_BYTES
     max_choices: int = MAX_N
     prep: ThreadPoolExecutor | None = None
+    compare: CompareSessions = field(default_factory=CompareSessions)  # blind side-by-side votes in progress
 
     def __post_init__(self):
+        if not self.engines:
+            raise ValueError("a server needs at least one engine")
         self.prep = self.prep or ThreadPoolExecutor(PREP_WORKERS, thread_name_prefix="pacos-prep")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.engines)
+
+    @property
+    def default_name(self) -> str:
+        """The model the web chat page and /feedback mean when they name none: the first one given."""
+        return next(iter(self.engines))
 
     async def off_loop(self, fn, *args):
         """`fn(*args)` on the prep pool: CPU work no request may do on the event loop."""
@@ -56,10 +69,19 @@ class ServerState:
             raise APIError(400, "the client disconnected before sending the whole body") from None
         return bytes(body)
 
-    def check_model(self, name: str) -> None:
-        if name != self.served_name:
-            raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.served_name}'",
+    def engine_for(self, name: str) -> Engine:
+        """The engine serving `name`; any other name is OpenAI's 404 model_not_found."""
+        engine = self.engines.get(name)
+        if engine is None:
+            served = ", ".join(f"'{n}'" for n in self.engines)
+            raise APIError(404, f"The model '{name}' does not exist; this server serves {served}",
                            param="model", code="model_not_found")
+        return engine
+
+    def provenance(self, name: str) -> tuple[str, str]:
+        """What a stored answer says wrote it, besides the name: the model's revision and template."""
+        engine = self.engine_for(name)
+        return engine.revision, engine.template.name if engine.template else ""
 
     def check_choices(self, n: int, prompts: int) -> None:
         if n * prompts > self.max_choices:

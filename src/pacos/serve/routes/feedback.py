@@ -33,6 +33,7 @@ class FeedbackBody(Body):
     vote: Literal[VOTES] | None = None
     regenerated_from: StrictStr | None = None  # the response this one replaced
     conversation_id: StrictStr | None = None
+    model: StrictStr | None = None  # the served model that wrote it (default: the server's first)
 
 
 @router.post("/feedback")
@@ -40,10 +41,11 @@ async def post_feedback(request: Request, state: State):
     if state.feedback is None:
         raise APIError(404, "feedback is off on this server (started with --no-feedback)", code="not_found")
     item = await state.off_loop(FeedbackBody.from_json, await state.read_body(request))
-    engine = state.engine
+    model = item.model or state.default_name
+    revision, template = state.provenance(model)  # an unknown model is a 404
     try:
-        await asyncio.to_thread(state.feedback.record, model=state.served_name, revision=engine.revision,
-                                template=engine.template.name if engine.template else "", **item.model_dump())
+        await asyncio.to_thread(state.feedback.record, model=model, revision=revision, template=template,
+                                **item.model_dump(exclude={"model"}))
     except PacosError as e:
         raise bad(str(e)) from None
     return {"ok": True, "response_id": item.response_id}

@@ -1,7 +1,8 @@
 """The OpenAI API under /v1: models, chat completions and completions, plain or streamed.
 
 Every route is behind `require_access` (the router's dependency). A handler reads the body, has it parsed,
-checked and tokenized on the prep pool, starts one engine stream per choice, then streams or collects them.
+checked and tokenized on the prep pool by the engine of the model it names, starts one stream per choice on
+that engine, then streams or collects them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Depends, Request
 
 from pacos.errors import PacosError
-from pacos.infer.engine import QueueFull, Stream
+from pacos.infer.engine import Engine, QueueFull, Stream
 from pacos.infer.params import SamplingError, SamplingParams
 from pacos.serve import responses as R
 from pacos.serve.access import require_access
@@ -33,55 +34,58 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_access)])
 
 @router.get("/models")
 async def list_models(state: State):
-    return R.model_list(state.served_name, state.created)
+    return R.model_list(state.names, state.created)
 
 
 @router.get("/models/{name:path}")
 async def retrieve_model(name: str, state: State):
-    state.check_model(name)
-    return R.wire(R.model_card(state.served_name, state.created))
+    state.engine_for(name)
+    return R.wire(R.model_card(name, state.created))
 
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request, state: State):
     req, prompt = await state.off_loop(prepare_chat, state, await state.read_body(request))
-    gens = start(state, req, [prompt] * req.n, chat=True)
+    gens = start(state.engines[req.model], req, [prompt] * req.n, chat=True)
     rid = R.new_id("chatcmpl")
     if req.stream:
-        return sse(chat_chunks(state.served_name, rid, req, gens, len(prompt)))
+        return sse(chat_chunks(req.model, rid, req, gens, len(prompt)))
     texts, finishes = await collect(rid, gens, request)
-    return R.wire(R.chat_completion(rid, state.served_name, texts, finishes, total_usage(gens, len(prompt))))
+    return R.wire(R.chat_completion(rid, req.model, texts, finishes, total_usage(gens, len(prompt))))
 
 
 @router.post("/completions")
 async def completions(request: Request, state: State):
     req, prompts = await state.off_loop(prepare_completion, state, await state.read_body(request))
     # Choices are ordered prompt by prompt, n per prompt (OpenAI's order).
-    gens = start(state, req, [p for p in prompts for _ in range(req.n)], chat=False)
+    gens = start(state.engines[req.model], req, [p for p in prompts for _ in range(req.n)], chat=False)
     rid = R.new_id("cmpl")
     prompt_tokens = sum(len(p) for p in prompts)
     if req.stream:
-        return sse(completion_chunks(state.served_name, rid, req, gens, prompt_tokens))
+        return sse(completion_chunks(req.model, rid, req, gens, prompt_tokens))
     texts, finishes = await collect(rid, gens, request)
-    return R.wire(R.completion(rid, state.served_name, texts, finishes, total_usage(gens, prompt_tokens)))
+    return R.wire(R.completion(rid, req.model, texts, finishes, total_usage(gens, prompt_tokens)))
 
 
 # -- on the prep pool -------------------------------------------------------------------------------------
 def prepare_chat(state: ServerState, raw: bytes) -> tuple[ChatCompletionRequest, list[int]]:
     req = ChatCompletionRequest.from_json(raw)
-    state.check_model(req.model)
+    engine = state.engine_for(req.model)
     state.check_choices(req.n, 1)
+    return req, encode_chat(engine, req)
+
+
+def encode_chat(engine: Engine, req: ChatCompletionRequest) -> list[int]:
     try:
-        return req, state.engine.encode(req.conversation)
+        return engine.encode(req.conversation)
     except PacosError as e:
         raise bad(str(e), "messages") from None
 
 
 def prepare_completion(state: ServerState, raw: bytes) -> tuple[CompletionRequest, list[list[int]]]:
     req = CompletionRequest.from_json(raw)
-    state.check_model(req.model)
+    engine = state.engine_for(req.model)
     state.check_choices(req.n, len(req.prompts))
-    engine = state.engine
     prompts = [p if isinstance(p, list) else engine.encode_text(p) for p in req.prompts]
     vocab = len(engine.tokenizer) if engine.tokenizer is not None else None
     if vocab and any(not 0 <= t < vocab for p in prompts for t in p):
@@ -90,9 +94,8 @@ def prepare_completion(state: ServerState, raw: bytes) -> tuple[CompletionReques
 
 
 # -- generation -------------------------------------------------------------------------------------------
-def start(state: ServerState, req: GenerationRequest, prompts: list[list[int]], chat: bool) -> list[Stream]:
-    """One engine stream per choice; a full queue is a 503 with Retry-After, and starts nothing."""
-    engine = state.engine
+def start(engine: Engine, req: GenerationRequest, prompts: list[list[int]], chat: bool) -> list[Stream]:
+    """One stream on `engine` per choice; a full queue is a 503 with Retry-After, and starts nothing."""
     samplings = [choice_sampling(req, ids, i, engine.context_length, chat) for i, ids in enumerate(prompts)]  # may 400
     gens: list[Stream] = []
     try:
