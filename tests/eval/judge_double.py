@@ -7,6 +7,11 @@ else 1 + its length % 7. With `logprobs` asked, the verdict token comes with top
 with `fail_next` (each serves one request) or set for every request with `always`: "500", "429" (Retry-After),
 "garbage" (a web page), "unparseable" (no verdict), "ambiguous" ([[A]] and [[B]]), "huge" (a body past any cap),
 "nan" (NaN logprobs), "slow".
+
+`JudgeDouble(bias=(length_scale, position_logit))` is a judge with a known length and position bias instead:
+P(A wins) = expit((len(A) - len(B)) / length_scale + position_logit), its verdict the likelier letter and its
+top_logprobs those probabilities (a small one for the tie), so two equally good answers get a preference that
+depends on their lengths and on the order they are shown in, and on nothing else.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ def rating_of(user: str) -> int:
 
 
 class JudgeDouble:
-    def __init__(self, model: str = "judge-double", delay: float = 0.0):
-        self.model, self.delay = model, delay
+    def __init__(self, model: str = "judge-double", delay: float = 0.0, bias: tuple[float, float] | None = None):
+        self.model, self.delay, self.bias = model, delay, bias
         self.faults: list[str] = []
         self.always: str | None = None
         self.requests: list[dict] = []
@@ -86,13 +91,19 @@ class JudgeDouble:
             return "Both answers have merits; I cannot decide.", None
         if fault == "ambiguous":
             return "Assistant A [[A]] is longer, but assistant B [[B]] is right.", None
-        verdict = verdict_letter(user) if pairwise else str(rating_of(user))
+        probs = list(LETTER_P.values())
+        if pairwise and self.bias:
+            a, b = shown_answers(user)
+            p_a = 1 / (1 + math.exp(-((len(a) - len(b)) / self.bias[0] + self.bias[1])))
+            verdict = "A" if p_a >= 0.5 else "B"
+            probs = [0.98 * max(p_a, 1 - p_a), 0.98 * min(p_a, 1 - p_a), 0.02]
+        else:
+            verdict = verdict_letter(user) if pairwise else str(rating_of(user))
         explanation = "Having compared them carefully, my verdict: " if pairwise else "Rating: "
         text = f"{explanation}[[{verdict}]]"
         if not body.get("logprobs"):
             return text, None
         alternatives = [verdict] + [x for x in "ABC" if x != verdict] if pairwise else [verdict]
-        probs = list(LETTER_P.values())
         top = [{"token": x, "logprob": math.log(p), "bytes": None} for x, p in zip(alternatives, probs)]
         if fault == "nan":
             top[0]["logprob"] = math.nan
