@@ -15,6 +15,9 @@ from pacos.cli import build_parser, main
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
 from pacos.demo import DemoConfig
 from pacos.errors import PacosError
+from pacos.eval.answer import AnswerConfig, EndpointConfig
+from pacos.eval.judge_config import JudgeConfig, JudgeRunConfig
+from pacos.eval.report import ReportConfig
 from pacos.infer.config import (
     EngineOptions,
     EvalTasksConfig,
@@ -33,6 +36,7 @@ from pacos.options import (
 )
 from pacos.prompting.templates import TEMPLATE_NAMES
 from pacos.remote.client import TeacherConfig
+from pacos.remote.spend import Prices
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.serve.config import ServeConfig
 from pacos.train.config import TrainConfig
@@ -274,8 +278,12 @@ STAGES = [(("train",), TrainConfig, ()), (("self-instruct",), SelfInstructConfig
           (("ask",), SamplingParams, ()), (("chat",), SamplingParams, ()), (("chat",), PromptOptions, ()),
           (("eval", "tasks"), EvalTasksConfig, ()), (("eval", "tasks"), PromptOptions, ()),
           (("serve",), ServeConfig, ("engine",)),
+          (("eval", "answer"), AnswerConfig, ()), (("eval", "answer"), EndpointConfig, ()),
+          (("eval", "answer"), SamplingParams, ()), (("eval", "answer"), PromptOptions, ()),
+          (("eval", "judge"), JudgeRunConfig, ("judge", "prices")), (("eval", "judge"), JudgeConfig, ()),
+          (("eval", "judge"), Prices, ()), (("eval", "report"), ReportConfig, ()),
           *((command, EngineOptions, ()) for command in (("infer",), ("ask",), ("chat",), ("eval", "tasks"),
-                                                          ("serve",)))]
+                                                          ("eval", "answer"), ("serve",)))]
 
 
 @pytest.mark.parametrize("command,cls,nested", STAGES, ids=lambda v: getattr(v, "__name__", None))
