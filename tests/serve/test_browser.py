@@ -15,8 +15,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def page(server):
+def chromium_page():
+    """A page in headless Chromium (skips without Chromium or playwright); a generator, for a fixture to yield from."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -26,6 +26,11 @@ def page(server):
         page.set_default_timeout(60_000)
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    yield from chromium_page()
 
 
 def assistant(page, n):
