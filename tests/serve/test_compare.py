@@ -96,7 +96,7 @@ def test_a_vote_twice_early_unknown_or_from_another_site_is_refused(compare_serv
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "comparison_not_found"
 
     # Early: the vote arrives while the answers are still streaming.
-    body = {"messages": QUESTION, "max_tokens": 200, "ignore_eos": True}
+    body = {"messages": QUESTION, "max_tokens": 900, "ignore_eos": True}  # seconds of work: the vote comes first
     with httpx.stream("POST", compare_server.url + "/compare/sessions", json=body, timeout=60) as r:
         first = json.loads(next(r.iter_lines())[6:])
         early = vote(compare_server, first["session"], "a")
