@@ -8,7 +8,7 @@ import time
 import pexpect
 import pytest
 
-from pacos.data.records import Conversation, Message
+from pacos.data.records import Message
 from pacos.errors import PacosError
 from pacos.infer.chat import ChatSession, fit_history
 from pacos.infer.hf_engine import TransformersEngine

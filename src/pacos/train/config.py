@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pacos.options import check_fields, option
+from pacos.options import ConfigError, check_fields, option
 from pacos.prompting.templates import TEMPLATE_NAMES
+from pacos.train.packing import PACKING_MODES
 
 # Alpaca: 3 epochs, cosine, warmup 0.03, effective batch 128, max length 512, lr 2e-5 (full);
 # alpaca-lora: lr 3e-4, r 8, alpha 16, dropout 0.05 on q_proj+v_proj.
@@ -29,6 +30,12 @@ class TrainConfig:
     grad_accum: int | None = option(None, f"gradient accumulation steps (default: effective batch "
                                           f"{EFFECTIVE_BATCH})", ge=1)
     max_len: int = option(512, "tokens per record; longer records are truncated", ge=1)
+    packing: str = option("auto", "records end to end in one row, no padding, attention within each record: auto "
+                                  "(when a check on the model finds it exact), on, off", choices=PACKING_MODES)
+    group_by_length: bool = option(False, "batch records of similar length (less padding with --packing off)")
+    bf16: str = option("auto", "bfloat16 mixed precision: auto (on CUDA GPUs that support it), on (CPU too), off",
+                       choices=("auto", "on", "off"))
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, slower")
     warmup_ratio: float = option(0.03, "warmup: a fraction (<1) of the steps, or a step count", ge=0)
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     lr_scheduler: str = option("cosine", "transformers scheduler name", nonempty=True)
@@ -53,6 +60,12 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (LORA_LR if self.lora else FULL_LR)
+
+    def use_bf16(self, cuda: bool, cuda_bf16: bool) -> bool:
+        """`--bf16` on this machine: `cuda` when training on GPUs, `cuda_bf16` when they support bfloat16."""
+        if self.bf16 == "on" and cuda and not cuda_bf16:
+            raise ConfigError("--bf16 on: this GPU has no bfloat16 support; use --bf16 off")
+        return self.bf16 == "on" or (self.bf16 == "auto" and cuda and cuda_bf16)
 
     def accumulation(self, devices: int = 1) -> int:
         if self.grad_accum is not None:

@@ -73,7 +73,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     import torch
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments
     from transformers import ProgressCallback as HFProgress
 
     from pacos.data.formats import load_records
@@ -81,6 +81,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     from pacos.prompting.special_tokens import ensure_pad_token
     from pacos.prompting.templates import get_template, record_kind
     from pacos.train.checkpoints import ResumingTrainer, choose_resume_checkpoint
+    from pacos.train.packing import choose_packing, packed_collator, padded_collator, restore_attention
     from pacos.train.progress import (
         JsonlLogCallback,
         ProgressCallback,
@@ -109,6 +110,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     if not rows:
         raise PacosError("every record was skipped: raise --max-len")
     train_rows, val_rows = split_validation(rows, config.val_size, config.seed)
+    packed, attention = choose_packing(model, config.packing, log)  # before LoRA: the base model's attention
 
     if config.lora:
         from transformers import set_seed
@@ -139,8 +141,10 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         data_seed=config.seed,
         report_to="none",
         disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
-        bf16=use_cuda and torch.cuda.is_bf16_supported(),
+        include_num_input_tokens_seen="all" if packed else "non_padding",  # a packed batch has no padding
+        bf16=config.use_bf16(use_cuda, use_cuda and torch.cuda.is_bf16_supported()),
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        activation_checkpointing=config.gradient_checkpointing,
         use_cpu=not use_cuda,
         dataloader_num_workers=0,
     )
@@ -153,7 +157,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=packed_collator() if packed else padded_collator(tokenizer),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
@@ -166,6 +170,7 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     from pacos.train.save import save_trained
 
+    restore_attention(trainer.model, attention)
     save_trained(trainer.model, tokenizer, template, out, lora=config.lora)
     (out / RUN_FILE).write_text(json.dumps({
         "template": template.name, "base_model": config.model, "config": asdict(config),
