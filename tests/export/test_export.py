@@ -271,7 +271,11 @@ def test_lora_adapter_is_merged_first(tiny_model_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny preset fine-tuned with ChatML for a few dozen steps (a model that has learnt something)."""
+    """The tiny preset fine-tuned with ChatML (a model that has learnt something).
+
+    300 small steps rather than 40 of the default effective batch 128: as fast, and the model ends up decided
+    enough that q8_0's rounding flips ~0.3% of its top-1 tokens (measured over three seeds: 99.6-99.8%
+    agreement); after 40 big steps it still had near-ties and one seed measured 97.5%."""
     from pacos.train.config import TrainConfig
     from pacos.train.loop import train
 
@@ -279,8 +283,8 @@ def trained_dir(tiny_model_dir, tmp_path_factory):
     data = root / "train.jsonl"
     save_records(synth_records(96, seed=3), data, "jsonl")
     out = root / "model"
-    train(TrainConfig(model=str(tiny_model_dir), data=str(data), out=str(out), batch_size=8, max_len=128,
-                      max_steps=40, lr=3e-3, warmup_ratio=0.0, progress=False, save_every=1000,
+    train(TrainConfig(model=str(tiny_model_dir), data=str(data), out=str(out), batch_size=8, grad_accum=1,
+                      max_len=128, max_steps=300, lr=3e-3, warmup_ratio=0.0, progress=False, save_every=1000,
                       template="chatml"))
     return out, data
 
@@ -298,7 +302,7 @@ def test_q8_0_agrees_with_the_trained_model_and_records_its_template(trained_dir
     from pacos.data.formats import load_records
     from pacos.prompting.encode import encode_record
 
-    for record in load_records(data)[:12]:
+    for record in load_records(data)[:24]:  # ~1,300 positions
         ids = encode_record(record, tokenizer, template, max_len=128).input_ids
         llm.reset()
         llm.eval(ids)
