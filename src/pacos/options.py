@@ -44,7 +44,8 @@ class ConfigError(PacosError):
 def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING, choices=None,
            flag: str | None = None, metavar: str | None = None, short: str | None = None,
            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-           nonempty: bool = False, path: bool = False, required: bool = True, show_default: bool = True):
+           nonempty: bool = False, path: bool = False, required: bool = True, show_default: bool = True,
+           split: bool = True):
     """A dataclass field with its CLI flag's settings in the metadata.
 
     No `default` (and no `default_factory`): a required field, and a required flag unless `required=False`
@@ -52,12 +53,13 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MIS
     generated `--field-name` (for a default-True bool, the generated flag is `--no-field-name`); `short`
     adds an alias such as "-n". `choices` are checked by argparse and by `check_fields` (per element for a
     tuple); `ge`/`gt`/`le`/`lt` bound a number, `nonempty` refuses "" and (), `path` lets a `str` field
-    also take an os.PathLike (Python callers passing a Path). The default is appended to the
+    also take an os.PathLike (Python callers passing a Path), `split=False` makes each use of a tuple flag
+    one item, commas and all (paths). The default is appended to the
     help as "(default: X)" unless the help already mentions a default, or `show_default=False`.
     """
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "flag": flag,
             "metavar": metavar, "short": short, "ge": ge, "gt": gt, "le": le, "lt": lt, "nonempty": nonempty,
-            "path": path, "required": required, "show_default": show_default}
+            "path": path, "required": required, "show_default": show_default, "split": split}
     if default is not MISSING and default_factory is not MISSING:
         raise ValueError("option(): give default or default_factory, not both")
     if default_factory is not MISSING:
@@ -137,9 +139,9 @@ class _ExtendList(argparse.Action):
         setattr(namespace, self.dest, tuple(before) + tuple(values))
 
 
-def _parse_list(element, choices):
+def _parse_list(element, choices, split: bool = True):
     def parse(text: str) -> tuple:
-        items = tuple(element(t.strip()) for t in text.split(",") if t.strip())
+        items = tuple(element(t.strip()) for t in text.split(",") if t.strip()) if split else (element(text),)
         bad = [i for i in items if choices is not None and i not in choices]
         if bad:
             raise argparse.ArgumentTypeError(
@@ -189,7 +191,7 @@ def add_options(parser, cls, *, exclude=(), prefix: str = "", defaults_override:
         else:
             element = _element(base)
             if element is not None:
-                kw.update(type=_parse_list(element, meta.get("choices")), action=_ExtendList)
+                kw.update(type=_parse_list(element, meta.get("choices"), meta.get("split", True)), action=_ExtendList)
             else:
                 kw["type"] = base
                 if meta.get("choices") is not None:

@@ -48,6 +48,45 @@ def encode_prompt(record, tokenizer, template: Template) -> list[int]:
     return [t for ids, _ in _tokenize_segments(template.prompt_segments(record), tokenizer) for t in ids]
 
 
+@dataclass
+class EncodedPair:
+    """A preference pair as TRL's DPO collator takes it: the shared prompt, then each answer's tokens."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    truncated: bool = False
+
+
+def encode_preference(context, chosen: str, rejected: str, tokenizer, template: Template,
+                      max_len: int | None = 512) -> EncodedPair:
+    """Tokenize a prompt (a Conversation ending with a user turn) and two answers to it.
+
+    The prompt is exactly `encode_prompt` (what the model is given when served) and each answer is the
+    template's answer segment as SFT trains it, EOS or end-of-turn included, so DPO trains the format the
+    model is served with. Over `max_len`: the prompt keeps at least half (its head and tail, as in SFT), and
+    each answer is cut to what is left, keeping its last token.
+    """
+    from pacos.data.records import Conversation, Message
+
+    prompt = encode_prompt(context, tokenizer, template)
+    answers = []
+    for answer in (chosen, rejected):
+        conv = Conversation([*context.messages, Message("assistant", answer)], context.extra)
+        ids = [t for piece, _ in _tokenize_segments(template.segments(conv), tokenizer) for t in piece]
+        if ids[:len(prompt)] != prompt:
+            raise PacosError(f"template {template.name!r} renders the prompt differently when an answer follows, "
+                             "so the answer's tokens can't be told apart; use --template chatml or vicuna")
+        answers.append(ids[len(prompt):])
+    longest = max(len(a) for a in answers)
+    truncated = max_len is not None and len(prompt) + longest > max_len
+    if truncated:
+        prompt = _cut_middle(prompt, max(max_len // 2, max_len - longest))
+        budget = max_len - len(prompt)
+        answers = [a if len(a) <= budget else a[:budget - 1] + a[-1:] for a in answers]
+    return EncodedPair(prompt, answers[0], answers[1], truncated)
+
+
 def encode_segments(segments: list[Segment], tokenizer, max_len: int | None = 512,
                     train_on_inputs: bool = False) -> Encoded:
     pieces = _tokenize_segments(segments, tokenizer)

@@ -7,8 +7,9 @@ from pacos.train.config import TrainConfig
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="instruction fine-tuning (full or LoRA) of a causal LM",
-                       description="Fine-tune MODEL on DATA with the Alpaca recipe's defaults.")
+    p = sub.add_parser("train", help="instruction fine-tuning or preference training (DPO), full or LoRA",
+                       description="Fine-tune MODEL on DATA with the Alpaca recipe's defaults (--method sft), "
+                                   "or on preference pairs with DPO (--method dpo).")
     add_options(p, TrainConfig)
     p.set_defaults(func=_train)
 
@@ -19,9 +20,13 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    from pacos.train.loop import train
+    config = from_args(TrainConfig, args)
+    if config.method == "dpo":
+        from pacos.train.dpo import train_dpo as train
+    else:
+        from pacos.train.loop import train
 
-    train(from_args(TrainConfig, args))
+    train(config)
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from pacos.options import ConfigError, check_fields, option
+from pacos.data.mixture import Source, parse_sources
+from pacos.options import ConfigError, check_fields, flag_of, option
 from pacos.prompting.templates import TEMPLATE_NAMES
 from pacos.train.packing import PACKING_MODES
 
@@ -13,19 +15,32 @@ from pacos.train.packing import PACKING_MODES
 EFFECTIVE_BATCH = 128
 FULL_LR = 2e-5
 LORA_LR = 3e-4
+# DPO (TRL / alignment-handbook Zephyr recipes): lr 5e-7 full, 5e-6 LoRA; beta 0.1 (TRL's default).
+DPO_FULL_LR = 5e-7
+DPO_LORA_LR = 5e-6
+METHODS = ("sft", "dpo")
 
 
 @dataclass
 class TrainConfig:
     model: str = option(help="hub id or local path of the base model", nonempty=True, path=True)
-    data: str = option(help="alpaca json/jsonl, self-instruct, sharegpt or messages file", nonempty=True, path=True)
+    data: tuple[str, ...] = option(
+        help="alpaca json/jsonl, self-instruct, sharegpt or messages file (--method dpo: prompt/chosen/rejected "
+             "pairs, as `pacos feedback export --format dpo` writes); repeat for a mixture, FILE:WEIGHT samples "
+             "WEIGHT x the file's records (0.3: 30% of them, 2: each twice; no weight: all once)",
+        nonempty=True, path=True, split=False, metavar="FILE[:WEIGHT]")
     out: str = option(help="output directory (model or adapter, train_log.jsonl, loss curve)", nonempty=True,
                       path=True)
+    method: str = option("sft", "sft: supervised fine-tuning on answers; dpo: direct preference optimization "
+                                "(TRL) on chosen/rejected pairs", choices=METHODS)
+    dpo_beta: float = option(0.1, "DPO: how far the policy may move from the reference model (TRL's beta; "
+                                  "smaller lets it move further)", gt=0)
     template: str | None = option(None, "default: alpaca for instruction records, model (else vicuna) for "
                                         "conversations", choices=TEMPLATE_NAMES)
     epochs: float = option(3.0, "passes over the training records", gt=0)
     max_steps: int = option(-1, "stop after this many steps (> 0 overrides epochs)")
-    lr: float | None = option(None, "learning rate (default 2e-5 full, 3e-4 LoRA)", gt=0)
+    lr: float | None = option(None, "learning rate (default 2e-5 full, 3e-4 LoRA; --method dpo: 5e-7 full, "
+                                    "5e-6 LoRA)", gt=0)
     batch_size: int = option(4, "per-device batch size", ge=1)
     grad_accum: int | None = option(None, f"gradient accumulation steps (default: effective batch "
                                           f"{EFFECTIVE_BATCH})", ge=1)
@@ -55,11 +70,31 @@ class TrainConfig:
     progress: bool = option(True, "no progress bar")
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, (str, os.PathLike)):  # Python callers: data="file.json"
+            self.data = (self.data,)
         check_fields(self)
+        self.data = tuple(os.fspath(d) for d in self.data)
+        parse_sources(self.data, flag_of(self, "data"))  # bad weights fail here, before anything loads
+        if self.method == "dpo":
+            sft_only = [flag for flag, used in (("--train-on-inputs", self.train_on_inputs),
+                                                ("--packing on", self.packing == "on"),
+                                                ("--group-by-length", self.group_by_length)) if used]
+            if sft_only:
+                raise ConfigError(f"{sft_only[0]} is not available with --method dpo (DPO pads each pair and runs "
+                                  "in one process)")
+
+    @property
+    def sources(self) -> list[Source]:
+        """The --data files with their mixture weights (see pacos.data.mixture)."""
+        return parse_sources(self.data, flag_of(self, "data"))
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (LORA_LR if self.lora else FULL_LR)
+        if self.lr is not None:
+            return self.lr
+        if self.method == "dpo":
+            return DPO_LORA_LR if self.lora else DPO_FULL_LR
+        return LORA_LR if self.lora else FULL_LR
 
     def use_bf16(self, cuda: bool, cuda_bf16: bool) -> bool:
         """`--bf16` on this machine: `cuda` when training on GPUs, `cuda_bf16` when they support bfloat16."""

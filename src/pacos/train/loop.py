@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacos.errors import PacosError
 from pacos.train.config import TrainConfig
-
-RUN_FILE = "pacos_train.json"  # beside the saved model: template and settings, read back by inference
-LOG_FILE = "train_log.jsonl"
-PLOT_FILE = "loss_curve.png"
+from pacos.train.save import LOG_FILE, PLOT_FILE, RUN_FILE  # noqa: F401  (RUN_FILE: where callers look)
 
 
 @dataclass
@@ -64,11 +60,50 @@ def split_validation(rows: list, val_size: float, seed: int) -> tuple[list, list
     return [r for i, r in enumerate(rows) if i not in val_idx], [rows[i] for i in sorted(val_idx)]
 
 
+@dataclass
+class RunStart:
+    out: Path
+    ckpt_dir: Path
+    resume_from: str | None
+    items: list  # what is trained on: records (SFT) or preference pairs (DPO)
+    counts: list  # per --data source (pacos.data.mixture.SourceCount); empty when the items were given
+    model: object
+    tokenizer: object
+
+
+def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
+    """What every method does first: the output directory, the checkpoint to resume, the items (`load`ed from
+    each --data source and mixed, unless given) and the model with a pad token, ready to train."""
+    from pacos.data.mixture import counts_summary, load_mixture
+    from pacos.models.loading import load_model
+    from pacos.prompting.special_tokens import ensure_pad_token
+    from pacos.train.checkpoints import choose_resume_checkpoint
+
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
+    # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
+    resume_from = str(choose_resume_checkpoint(ckpt_dir, config.lora, log)) if config.resume else None
+    out.mkdir(parents=True, exist_ok=True)
+    counts = []
+    if items is None:
+        items, counts = load_mixture(config.sources, config.seed, load)
+        log(counts_summary(counts))
+    if not items:
+        raise PacosError(f"{', '.join(config.data)}: no {what} to train on")
+    model, tokenizer = load_model(config.model, trainable=True)
+    tokenizer.padding_side = "right"
+    log(ensure_pad_token(tokenizer, model, add=not config.lora))
+    return RunStart(out, ckpt_dir, resume_from, items, counts, model, tokenizer)
+
+
 def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainResult:
     """Run one fine-tuning job as configured; returns where the model went and what happened.
 
-    `records` overrides reading `config.data`; `callbacks` are extra transformers TrainerCallbacks.
+    `records` overrides reading `config.data`; `callbacks` are extra transformers TrainerCallbacks. This is
+    `--method sft`; `--method dpo` is `pacos.train.dpo.train_dpo`.
     """
+    if config.method != "sft":
+        raise PacosError(f"--method {config.method}: train() is SFT; call pacos.train.dpo.train_dpo")
     import time
 
     import torch
@@ -77,33 +112,19 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     from transformers import ProgressCallback as HFProgress
 
     from pacos.data.formats import load_records
-    from pacos.models.loading import load_model
-    from pacos.prompting.special_tokens import ensure_pad_token
     from pacos.prompting.templates import get_template, record_kind
-    from pacos.train.checkpoints import ResumingTrainer, choose_resume_checkpoint
+    from pacos.train.arguments import trainer_arguments
+    from pacos.train.checkpoints import ResumingTrainer
+    from pacos.train.lora import wrap_lora
     from pacos.train.packing import choose_packing, packed_collator, padded_collator, restore_attention
-    from pacos.train.progress import (
-        JsonlLogCallback,
-        ProgressCallback,
-        plot_loss,
-        read_log,
-    )
+    from pacos.train.progress import JsonlLogCallback, ProgressCallback
 
-    out = Path(config.out)
-    ckpt_dir = out / "checkpoints"
-    # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
-    resume_from = str(choose_resume_checkpoint(ckpt_dir, config.lora, log)) if config.resume else None
-    out.mkdir(parents=True, exist_ok=True)
-
-    records = load_records(config.data) if records is None else records
-    if not records:
-        raise PacosError(f"{config.data}: no records to train on")
-    model, tokenizer = load_model(config.model, trainable=True)
-    tokenizer.padding_side = "right"
-    log(ensure_pad_token(tokenizer, model, add=not config.lora))
+    run = start_run(config, records, load_records, "records", log)
+    out, ckpt_dir, resume_from, records, counts = run.out, run.ckpt_dir, run.resume_from, run.items, run.counts
+    model, tokenizer = run.model, run.tokenizer
     template = get_template(config.template, tokenizer, record_kind(records))
     rows, report = encode_dataset(records, tokenizer, template, config.max_len, config.train_on_inputs,
-                                  source=str(config.data))
+                                  source=config.data[0] if len(config.data) == 1 else "mixture")
     log(f"template: {template.name} | max_len: {config.max_len} | " + report.summary())
     for reason in report.skipped[:5]:
         log(f"  skipped {reason}")
@@ -116,38 +137,11 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         from transformers import set_seed
 
         set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
-        model = _wrap_lora(model, config, log)
+        model = wrap_lora(model, config, log)
 
     use_cuda = torch.cuda.is_available()
     accum = config.accumulation(max(1, torch.cuda.device_count()) if use_cuda else 1)
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=accum,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type=config.lr_scheduler,
-        weight_decay=config.weight_decay,
-        logging_steps=config.log_every,
-        save_strategy="steps",
-        save_steps=config.save_every,
-        save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if val_rows else "no",
-        eval_steps=config.eval_every if val_rows else None,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=True,
-        include_num_input_tokens_seen="all" if packed else "non_padding",  # a packed batch has no padding
-        bf16=config.use_bf16(use_cuda, use_cuda and torch.cuda.is_bf16_supported()),
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        activation_checkpointing=config.gradient_checkpointing,
-        use_cpu=not use_cuda,
-        dataloader_num_workers=0,
-    )
+    args = TrainingArguments(**trainer_arguments(config, ckpt_dir, accum, bool(val_rows), packed, model))
     resume_step = _checkpoint_step(resume_from)
     callbacks = [JsonlLogCallback(out / LOG_FILE, resume_step), *callbacks]
     if config.progress:
@@ -168,40 +162,14 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
 
-    from pacos.train.save import save_trained
+    from pacos.train.save import save_run
 
     restore_attention(trainer.model, attention)
-    save_trained(trainer.model, tokenizer, template, out, lora=config.lora)
-    (out / RUN_FILE).write_text(json.dumps({
-        "template": template.name, "base_model": config.model, "config": asdict(config),
+    final = save_run(trainer.model, tokenizer, template, config, out, {
         "records": report.total, "truncated": report.truncated, "skipped": len(report.skipped),
-        "steps": result.global_step, "train_seconds": round(seconds, 2),
-    }, indent=2))
-    plot_loss(out / LOG_FILE, out / PLOT_FILE)
-    final = next((r["loss"] for r in reversed(read_log(out / LOG_FILE)) if "loss" in r), None)
-    log(f"saved {'LoRA adapter' if config.lora else 'model'} to {out} ({result.global_step} steps, "
-        f"{seconds:.0f}s, final loss {final if final is None else round(final, 4)}); loss curve: {out / PLOT_FILE}")
+        "sources": [c.as_dict() for c in counts], "steps": result.global_step,
+        "train_seconds": round(seconds, 2)}, log)
     return TrainResult(out, result.global_step, seconds, final, report)
-
-
-def _wrap_lora(model, config: TrainConfig, log):
-    from peft import LoraConfig, get_peft_model
-
-    from pacos.models.peft_warnings import peft_alias_filter
-
-    targets = "all-linear" if config.lora_target == "all-linear" else [
-        t.strip() for t in config.lora_target.split(",") if t.strip()]
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
-    try:
-        with peft_alias_filter():
-            model = get_peft_model(model, lora)
-    except ValueError as e:
-        raise PacosError(f"--lora-target {config.lora_target!r}: {e}") from None
-    trainable, total = model.get_nb_trainable_parameters()
-    log(f"LoRA r={config.lora_r} alpha={config.lora_alpha} on {config.lora_target}: "
-        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    return model
 
 
 def _checkpoint_step(path: str | None) -> int:

@@ -9,6 +9,11 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 
+# What TRL's DPOTrainer logs beside the loss, as train_log.jsonl names it: the chosen-minus-rejected implicit
+# reward (beta x log-ratio to the reference) and the share of pairs where chosen wins.
+DPO_METRICS = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy"}
+
+
 class JsonlLogCallback(TrainerCallback):
     """Appends one JSON object per logged step; on resume, entries past the checkpoint are dropped first."""
 
@@ -38,9 +43,11 @@ class JsonlLogCallback(TrainerCallback):
             row.update(loss=logs["loss"], lr=logs.get("learning_rate"),
                        tokens_per_s=round(tokens / max(now - self._last_time, 1e-9), 1),
                        tokens_seen=state.num_input_tokens_seen)
+            row.update({name: logs[key] for key, name in DPO_METRICS.items() if key in logs})
             self._last_time, self._last_tokens = now, state.num_input_tokens_seen
         elif "eval_loss" in logs:
             row["eval_loss"] = logs["eval_loss"]
+            row.update({f"eval_{name}": logs[f"eval_{key}"] for key, name in DPO_METRICS.items() if f"eval_{key}" in logs})
         else:
             return
         with self.path.open("a") as f:

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from pacos.errors import PacosError
 from pacos.prompting.special_tokens import stop_token_ids
+
+RUN_FILE = "pacos_train.json"  # beside the saved model: template and settings, read back by inference
+LOG_FILE = "train_log.jsonl"
+PLOT_FILE = "loss_curve.png"
+
+
+def save_run(model, tokenizer, template, config, out: Path, run: dict, log):
+    """What a finished run leaves in `out`: the model or adapter, RUN_FILE (template, settings, and `run`:
+    steps, train_seconds, counts), the loss curve. Returns the last logged training loss."""
+    from pacos.train.progress import plot_loss, read_log
+
+    out = Path(out)
+    save_trained(model, tokenizer, template, out, lora=config.lora)
+    (out / RUN_FILE).write_text(json.dumps({
+        "template": template.name, "base_model": config.model, "config": asdict(config), **run}, indent=2))
+    plot_loss(out / LOG_FILE, out / PLOT_FILE)
+    final = next((r["loss"] for r in reversed(read_log(out / LOG_FILE)) if "loss" in r), None)
+    log(f"saved {'LoRA adapter' if config.lora else 'model'} to {out} ({run['steps']} steps, "
+        f"{run['train_seconds']:.0f}s, final loss {final if final is None else round(final, 4)}); "
+        f"loss curve: {out / PLOT_FILE}")
+    return final
 
 
 def save_trained(model, tokenizer, template, out: Path, lora: bool) -> None:
@@ -43,6 +66,8 @@ def verify_adapter(model, out: Path) -> None:
         raise PacosError(f"LoRA save failed: {path} holds no LoRA weights (empty adapter)")
     if all(float(t.abs().max()) == 0.0 for t in lora_b):
         raise PacosError(f"LoRA adapter in {out} is untrained (every lora_B is zero): did training run any step?")
+    if getattr(model, "is_loaded_in_4bit", False):
+        return  # QLoRA: a full-precision reload differs by the quantization, and would need the base's full memory
 
     from pacos.models.loading import load_model
 
