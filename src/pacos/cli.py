@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pacos: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pacos ... | head`: the reader left; stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
     except Exception as e:  # a bug, not a user error: one line, the traceback on request
         if args.debug or os.environ.get("PACOS_DEBUG"):
             raise

@@ -180,7 +180,11 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["eval", "report", str(data), "--baseline", "nobody"]) == 2
     assert "--baseline nobody: no pairwise judgement has that model; models: alpaca, text-davinci-003" in \
         capsys.readouterr().err
-    assert main(["eval", "report"]) == 2 and "give judgements files or --human DB" in capsys.readouterr().err
+    assert main(["eval", "report"]) == 2
+    assert "nothing to report: give judgements files, --human DB, --tasks or --perplexity" in capsys.readouterr().err
+    human = tmp_path / "fb.db"
+    assert main(["eval", "report", str(data), "--human", str(human)]) == 2
+    assert "give judgements files or --human DB (one source per report)" in capsys.readouterr().err
     ambiguous = write(tmp_path / "amb.jsonl", [pairwise(0, "x", "y", "a"), pairwise(1, "y", "z", "a")])
     assert main(["eval", "report", str(ambiguous)]) == 2 and "name it with --baseline" in capsys.readouterr().err
     assert main(["eval", "report", str(tmp_path / "missing.jsonl")]) == 2

@@ -29,6 +29,12 @@ class ReportConfig:
     out: str | None = option(None, "write the Markdown report here (default: print it)", path=True)
     plots: str | None = option(None, "write PNG plots (win rates with CIs, length against preference) into "
                                      "this folder", metavar="DIR", path=True)
+    tasks: tuple[str, ...] = option((), "also report exact-match accuracy (95% Wilson CI) from `pacos eval tasks "
+                                        "--json` output: [NAME=]FILE, the flag repeated for each model",
+                                    metavar="[NAME=]FILE", path=True)
+    perplexity: tuple[str, ...] = option((), "also report perplexity from `pacos perplexity --json` output: "
+                                             "[NAME=]FILE, the flag repeated for each model",
+                                         metavar="[NAME=]FILE", path=True)
     json: bool = option(False, "print every number as one JSON object instead of Markdown")
     seed: int = option(0, "seed of the bootstrap resamples", ge=0)
     resamples: int = option(2000, "bootstrap resamples per interval", ge=100, le=100000)
@@ -51,9 +57,18 @@ METHOD = {
 }
 
 
-def build_report(rows: Judgements, config: ReportConfig) -> dict:
-    """The whole report as plain data (fractions in 0..1, lengths in characters)."""
-    if not rows.pairwise and not rows.grades:
+def build_report(rows: Judgements | None, config: ReportConfig) -> dict:
+    """The whole report as plain data (fractions in 0..1, lengths in characters).
+
+    `rows` None: no judgements or votes, only the --tasks/--perplexity results."""
+    from pacos.eval.report_extras import extras_caveats, read_perplexities, read_tasks
+
+    tasks, perplexities = read_tasks(config.tasks), read_perplexities(config.perplexity)
+    if rows is None:
+        if not tasks and not perplexities:
+            raise DataError("nothing to report: give judgements files, --human DB, --tasks or --perplexity")
+        rows = Judgements(kind="none")
+    elif not rows.pairwise and not rows.grades:
         left = f" ({_excluded_text(rows.excluded)})" if rows.excluded else ""
         raise DataError(f"{', '.join(rows.sources)}: no usable judgements to report on{left}")
     caveats: list[str] = []
@@ -64,8 +79,10 @@ def build_report(rows: Judgements, config: ReportConfig) -> dict:
                    "grades": len(rows.grades), "excluded": dict(sorted(rows.excluded.items()))},
         "method": {**METHOD, "resamples": resamples, "seed": seed},
         "baseline": None, "pairwise": [], "bradley_terry": None, "position": None,
-        "grades": _grades(rows, seed, resamples, caveats), "lengths": _lengths(rows), "caveats": caveats,
+        "grades": _grades(rows, seed, resamples, caveats), "lengths": _lengths(rows), "tasks": tasks,
+        "perplexity": perplexities, "caveats": caveats,
     }
+    caveats.extend(extras_caveats(tasks, perplexities))
     if len(rows.judges) > 1 or len(rows.prompt_versions) > 1:
         caveats.append("the judgements mix judges or prompt versions "
                        f"({', '.join(sorted(rows.judges | rows.prompt_versions))}); their verdicts are pooled")

@@ -21,23 +21,24 @@ def _report(args) -> int:
 
     from pacos.eval.report import build_report
     from pacos.eval.report_markdown import format_report
-    from pacos.eval.report_rows import human_judgements, read_judgements
+    from pacos.eval.report_rows import Judgements, human_judgements, read_judgements
 
     config = from_args(ReportConfig, args)
-    if bool(config.human) == bool(args.judgements):
+    if config.human and args.judgements:
         raise PacosError("give judgements files or --human DB (one source per report)")
+    rows = None  # only --tasks/--perplexity
     if config.human:
         from pacos.serve.feedback import FeedbackStore
 
         rows = human_judgements(FeedbackStore(config.human, create=False).comparisons(), str(config.human))
-    else:
+    elif args.judgements:
         rows = read_judgements(args.judgements)
     report = build_report(rows, config)
     plots = []
     if config.plots:
         from pacos.eval.report_plots import write_plots
 
-        plots = write_plots(report, rows, config.plots)
+        plots = write_plots(report, rows or Judgements(), config.plots)
     import os
 
     # The Markdown links the plots relative to where it is written.

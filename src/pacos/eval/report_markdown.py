@@ -19,13 +19,14 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def format_report(report: dict, plots: list[str] = ()) -> str:
     src, method = report["source"], report["method"]
     what = "human votes" if src["kind"] == "human" else "judgements"
-    lines = ["# Evaluation report", "",
-             f"From {what} in {', '.join(src['files'])}: {src['pairwise']} pairwise comparisons, "
-             f"{src['grades']} single grades, {sum(src['excluded'].values())} excluded."]
-    if src["judges"]:
-        lines.append(f"Judge: {', '.join(src['judges'])}"
-                     + (f"; prompt version {', '.join(src['prompt_versions'])}." if src["prompt_versions"] else "."))
-    lines += ["", f"Intervals: {method['interval']}; {method['resamples']} resamples, seed {method['seed']}.", ""]
+    lines = ["# Evaluation report", ""]
+    if src["kind"] != "none":
+        lines.append(f"From {what} in {', '.join(src['files'])}: {src['pairwise']} pairwise comparisons, "
+                     f"{src['grades']} single grades, {sum(src['excluded'].values())} excluded.")
+        if src["judges"]:
+            lines.append(f"Judge: {', '.join(src['judges'])}" + (
+                f"; prompt version {', '.join(src['prompt_versions'])}." if src["prompt_versions"] else "."))
+        lines += ["", f"Intervals: {method['interval']}; {method['resamples']} resamples, seed {method['seed']}.", ""]
     if report["pairwise"]:
         lines += _pairwise(report)
     if report["bradley_terry"]:
@@ -44,6 +45,7 @@ def format_report(report: dict, plots: list[str] = ()) -> str:
         lines += _table(["model", "answers", "mean", "median"],
                         [[x["model"], x["answers"], f"{x['mean']:.0f}", f"{x['median']:.0f}"]
                          for x in report["lengths"]])
+    lines += _extras(report)
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     if report["caveats"]:
@@ -79,4 +81,28 @@ def _pairwise(report: dict) -> list[str]:
                   f"{pos['flipped']} of {pos['checked']} comparisons judged in both orders ({100 * pos['flip_share']:.1f}%) "
                   f"flipped with the order (each counted as a tie); in {pos['first_position_won_both']} of them the "
                   f"answer shown first won both games, in {pos['second_position_won_both']} the one shown second.", ""]
+    return lines
+
+
+def _extras(report: dict) -> list[str]:
+    lines = []
+    if report.get("tasks"):
+        lines += ["## Task accuracy", "", "Exact match (after stripping surrounding whitespace; case and punctuation count) from "
+                  "`pacos eval tasks --json`, with a 95% Wilson score interval.", ""]
+        names = sorted({t["task"] for row in report["tasks"] for t in row["per_task"]})
+        per = [{t["task"]: t for t in row["per_task"]} for row in report["tasks"]]
+        lines += _table(["model", "records", "correct", "accuracy [95% CI]"] + names,
+                        [[row["model"], row["n"], row["correct"], _pct(row["accuracy"])]
+                         + [f"{100 * p[n]['accuracy']['value']:.1f}% (n={p[n]['n']})" if n in p else "-" for n in names]
+                         for row, p in zip(report["tasks"], per)])
+    if report.get("perplexity"):
+        ref = any(p["reference"] for p in report["perplexity"])
+        lines += ["## Perplexity", "", "From `pacos perplexity --json`: exp(mean negative log-likelihood) over the "
+                  "scored tokens" + ("; against a reference: KL(reference || model) per token and top-1 agreement"
+                                     if ref else "") + ".", ""]
+        lines += _table(["model", "data", "tokens", "perplexity"] + (["reference", "KL", "top-1"] if ref else []),
+                        [[p["model"], p["data"], p["tokens"], f"{p['perplexity']:.4f}"]
+                         + ([p["reference"] or "-", f"{p['kl_divergence']:.4g}" if p["reference"] else "-",
+                             f"{100 * p['top1_agreement']:.2f}%" if p["reference"] else "-"] if ref else [])
+                         for p in report["perplexity"]])
     return lines

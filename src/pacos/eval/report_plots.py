@@ -9,16 +9,24 @@ from pacos.eval.report_rows import Judgements
 
 
 def write_plots(report: dict, rows: Judgements, folder) -> list[str]:
-    """Write win_rates.png and length_preference.png (when there are pairwise results) into `folder`; their paths."""
-    if not report["pairwise"]:
+    """Write win_rates.png and length_preference.png (when there are pairwise results) and task_accuracy.png
+    (when there are --tasks results) into `folder`; their paths."""
+    figures = []
+    if report["pairwise"]:
+        figures += [("win_rates.png", lambda: _win_rates(report)),
+                    ("length_preference.png", lambda: _length_preference(report, rows))]
+    if report.get("tasks"):
+        figures.append(("task_accuracy.png", lambda: _task_accuracy(report["tasks"])))
+    if not figures:
         return []
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise DataError(f"{folder}: cannot make the plots folder ({e.strerror})") from None
-    paths = [os.path.join(folder, "win_rates.png"), os.path.join(folder, "length_preference.png")]
-    _save(_win_rates(report), paths[0])
-    _save(_length_preference(report, rows), paths[1])
+    paths = []
+    for name, draw in figures:
+        paths.append(os.path.join(folder, name))
+        _save(draw(), paths[-1])
     return paths
 
 
@@ -93,4 +101,17 @@ def _length_preference(report: dict, rows: Judgements):
     ax.set_ylabel("preference for the model (1 = won)")
     ax.set_title("Length against preference, with the length-control fit")
     ax.legend(fontsize="small")
+    return fig
+
+
+def _task_accuracy(tasks: list[dict]):
+    fig = _figure(7, 1.2 + 0.5 * len(tasks))
+    ax = fig.add_subplot()
+    e = [t["accuracy"] for t in tasks]
+    ax.errorbar([100 * x["value"] for x in e], range(len(tasks)), fmt="o", capsize=4,
+                xerr=[[100 * (x["value"] - x["low"]) for x in e], [100 * (x["high"] - x["value"]) for x in e]])
+    ax.set_yticks(range(len(tasks)), [f"{t['model']} (n={t['n']})" for t in tasks])
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    ax.set_xlabel("exact-match accuracy (%), 95% Wilson CI")
     return fig
