@@ -38,11 +38,13 @@ def load_tokenizer(ref: str | Path):
     return _from_pretrained(AutoTokenizer, ref, "tokenizer")
 
 
-def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, trainable: bool = False):
+def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, trainable: bool = False,
+               quantization_config=None, device_map=None):
     """(model, tokenizer) from a model directory, hub id or LoRA adapter directory.
 
     An adapter is loaded onto its base model; with `merge_adapter` its weights are folded in (faster
     inference), otherwise the PeftModel is returned (for further training with `trainable`).
+    `quantization_config` and `device_map` go to from_pretrained (QLoRA's 4-bit base on its GPU).
     """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -50,7 +52,8 @@ def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, train
     hf_logging.disable_progress_bar()  # per-shard bars for a small model are noise; ours show the real work
     ref = str(ref)
     tokenizer = load_tokenizer(ref)
-    kwargs = {"dtype": dtype} if dtype is not None else {}
+    given = {"dtype": dtype, "quantization_config": quantization_config, "device_map": device_map}
+    kwargs = {key: value for key, value in given.items() if value is not None}
     if is_adapter(ref):
         from peft import PeftModel
 
