@@ -57,6 +57,7 @@ def train_dpo(config: TrainConfig, pairs=None, log=print, callbacks=()) -> Train
         raise PacosError("--method dpo needs TRL: pip install 'pacos[dpo]' (or trl>=1.16)") from None
 
     from pacos.data.preferences import load_preferences, pairs_kind
+    from pacos.models.peft_warnings import peft_alias_filter
     from pacos.prompting.templates import resolve_template
     from pacos.train.arguments import trainer_arguments
     from pacos.train.lora import log_trainable, lora_config
@@ -83,11 +84,12 @@ def train_dpo(config: TrainConfig, pairs=None, log=print, callbacks=()) -> Train
     if config.progress:
         callbacks.append(ProgressCallback())
     try:
-        trainer = _trainer_class()(
-            model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-            peft_config=lora_config(config) if config.lora else None, callbacks=callbacks)
+        with peft_alias_filter():  # TRL wraps the model with peft here (and reads the alias every step)
+            trainer = _trainer_class()(
+                model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
+                train_dataset=Dataset.from_list(train_rows),
+                eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                peft_config=lora_config(config) if config.lora else None, callbacks=callbacks)
     except ValueError as e:
         if config.lora and "target" in str(e).lower():
             raise PacosError(f"--lora-target {config.lora_target!r}: {e}") from None
@@ -101,7 +103,8 @@ def train_dpo(config: TrainConfig, pairs=None, log=print, callbacks=()) -> Train
         f"{len(val_rows)} validation, batch {config.batch_size} x accumulation {accum}, lr {config.learning_rate:g}"
         + (f" (resuming {resume_from})" if resume_from else ""))
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    with peft_alias_filter():
+        result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     final = save_run(trainer.model, tokenizer, template, config, out, {
         "pairs": len(rows), "truncated": truncated, "sources": [c.as_dict() for c in counts],
