@@ -12,6 +12,7 @@ def trainer_arguments(config: TrainConfig, ckpt_dir: Path, accum: int, validatio
     """Keyword arguments for TrainingArguments (or a subclass such as TRL's DPOConfig)."""
     import torch
 
+    from pacos.train import distributed
 
     use_cuda = torch.cuda.is_available()
     return dict(
@@ -41,4 +42,8 @@ def trainer_arguments(config: TrainConfig, ckpt_dir: Path, accum: int, validatio
         activation_checkpointing=config.gradient_checkpointing,
         use_cpu=not use_cuda,
         dataloader_num_workers=0,
+        ddp_backend="gloo" if distributed.world_size() > 1 and not use_cuda else None,  # 1 process: no group
+        ddp_find_unused_parameters=False if distributed.world_size() > 1 else None,  # all weights train each step
+        fsdp=config.fsdp or None,
+        fsdp_config=distributed.fsdp_settings(model) if config.fsdp else None,
     )

@@ -22,6 +22,7 @@ DAMAGED_PREFIX = "damaged-"  # outside the Trainer's `checkpoint-*` glob, so nei
 STATE_FILE = "trainer_state.json"
 TORCH_FILES = ("optimizer.pt", "scheduler.pt")
 FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+FSDP_WEIGHTS, FSDP_OPTIMIZER = "pytorch_model_fsdp.bin", "optimizer.bin"  # accelerate's FULL_STATE_DICT files
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -50,8 +51,11 @@ def checkpoint_problem(path: Path, lora: bool) -> str | None:
     return None
 
 
-def choose_resume_checkpoint(ckpt_dir: Path, lora: bool, log=print) -> Path:
-    """The newest whole checkpoint; damaged newer ones are moved aside, each with one line saying why."""
+def choose_resume_checkpoint(ckpt_dir: Path, lora: bool, log=print, set_aside: bool = True) -> Path:
+    """The newest whole checkpoint; damaged newer ones are moved aside, each with one line saying why.
+
+    `set_aside=False` (the other processes of a run, beside rank 0 moving them) leaves them where they are.
+    """
     candidates = checkpoints_newest_first(ckpt_dir)
     if not candidates:
         raise CheckpointError(f"--resume: no checkpoint in {ckpt_dir} to resume from; run without --resume")
@@ -59,7 +63,7 @@ def choose_resume_checkpoint(ckpt_dir: Path, lora: bool, log=print) -> Path:
     for path in candidates:
         problem = checkpoint_problem(path, lora)
         if problem is None:
-            for bad, why in damaged:
+            for bad, why in damaged if set_aside else ():
                 aside = _set_aside(bad)
                 log(f"checkpoint {bad} is damaged ({why}): moved it to {aside.name}, resuming from {path.name}")
             return path
@@ -73,7 +77,14 @@ class ResumingTrainer(Trainer):
     """A Trainer whose failures while loading a checkpoint name it in one line instead of a traceback.
 
     Only the loading steps are wrapped, so an error in training itself still surfaces as what it is.
+    It also runs FSDP on CPU processes, which accelerate would quietly train with DDP instead.
     """
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        from pacos.train.distributed import fsdp_on_cpu
+
+        fsdp_on_cpu(self)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         with _loading(resume_from_checkpoint, "its weights"):
@@ -131,8 +142,13 @@ def _files_the_trainer_reads(path: Path, lora: bool):
             yield path / shard, _open_safetensors
     else:
         yield weights, _open_safetensors if weights.suffix == ".safetensors" else _read_torch
-    for name in TORCH_FILES:
-        yield path / name, _read_torch
+    if (path / FSDP_WEIGHTS).is_file():  # an FSDP run's: the whole model and optimizer gathered from the shards
+        yield path / FSDP_WEIGHTS, _read_torch
+        yield path / FSDP_OPTIMIZER, _read_torch
+        yield path / "scheduler.pt", _read_torch
+    else:
+        for name in TORCH_FILES:
+            yield path / name, _read_torch
     # rng_state.pth, or one rng_state_{rank}.pth per process of a distributed run
     for file in sorted(path.glob("rng_state*.pth")) or [path / "rng_state.pth"]:
         yield file, _read_torch

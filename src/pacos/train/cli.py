@@ -21,12 +21,20 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     config = from_args(TrainConfig, args)
+    from pacos.train.distributed import launch, launched, report_worker_error
+
+    if config.nproc > 1 and not launched():
+        return launch(config, debug=args.debug)  # torchrun, each process running this command without --nproc
     if config.method == "dpo":
         from pacos.train.dpo import train_dpo as train
     else:
         from pacos.train.loop import train
 
-    train(config)
+    try:
+        train(config)
+    except Exception as e:
+        report_worker_error(e, debug=args.debug)  # in a worker of --nproc: one line for the whole run
+        raise
     return 0
 
 

@@ -68,6 +68,10 @@ class TrainConfig:
     log_every: int = option(1, "steps between train_log.jsonl lines", ge=1)
     save_total_limit: int = option(2, "checkpoints kept in OUT/checkpoints (oldest deleted)", ge=1)
     progress: bool = option(True, "no progress bar")
+    nproc: int = option(1, "processes to launch on this machine (torchrun); inside a launched run the world size "
+                           "comes from the launcher", ge=1)
+    fsdp: bool = option(False, "FSDP full_shard, wrapping each decoder layer (Alpaca's setting); else DDP when there "
+                               "are several processes")
 
     def __post_init__(self) -> None:
         if isinstance(self.data, (str, os.PathLike)):  # Python callers: data="file.json"
@@ -78,10 +82,13 @@ class TrainConfig:
         if self.method == "dpo":
             sft_only = [flag for flag, used in (("--train-on-inputs", self.train_on_inputs),
                                                 ("--packing on", self.packing == "on"),
-                                                ("--group-by-length", self.group_by_length)) if used]
+                                                ("--group-by-length", self.group_by_length),
+                                                ("--nproc", self.nproc > 1), ("--fsdp", self.fsdp)) if used]
             if sft_only:
                 raise ConfigError(f"{sft_only[0]} is not available with --method dpo (DPO pads each pair and runs "
                                   "in one process)")
+        if self.fsdp and self.lora:
+            raise ConfigError("--fsdp with --lora is not supported: a LoRA adapter trains with DDP (drop --fsdp)")
 
     @property
     def sources(self) -> list[Source]:

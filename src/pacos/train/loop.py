@@ -78,11 +78,13 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
     from pacos.models.loading import load_model
     from pacos.prompting.special_tokens import ensure_pad_token
     from pacos.train.checkpoints import choose_resume_checkpoint
+    from pacos.train.distributed import is_main_process
 
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
     # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
-    resume_from = str(choose_resume_checkpoint(ckpt_dir, config.lora, log)) if config.resume else None
+    resume_from = str(choose_resume_checkpoint(ckpt_dir, config.lora, log, set_aside=is_main_process())
+                      ) if config.resume else None  # rank 0 moves damaged ones aside, the others skip them
     out.mkdir(parents=True, exist_ok=True)
     counts = []
     if items is None:
@@ -113,12 +115,23 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
     from pacos.data.formats import load_records
     from pacos.prompting.templates import get_template, record_kind
+    from pacos.train import distributed
     from pacos.train.arguments import trainer_arguments
     from pacos.train.checkpoints import ResumingTrainer
     from pacos.train.lora import wrap_lora
     from pacos.train.packing import choose_packing, packed_collator, padded_collator, restore_attention
     from pacos.train.progress import JsonlLogCallback, ProgressCallback
 
+    processes = distributed.world_size()
+    if config.nproc > 1 and not distributed.launched():
+        raise PacosError(f"--nproc {config.nproc}: the `pacos train` command launches the processes; from Python, "
+                         "run under torchrun or accelerate launch")
+    if config.fsdp and processes < 2:
+        raise PacosError("--fsdp shards the model over several processes: add --nproc N (N >= 2), or launch "
+                         "with torchrun / accelerate launch")
+    main = distributed.is_main_process()
+    if not main:
+        log = _quiet  # rank 0 speaks for the run
     run = start_run(config, records, load_records, "records", log)
     out, ckpt_dir, resume_from, records, counts = run.out, run.ckpt_dir, run.resume_from, run.items, run.counts
     model, tokenizer = run.model, run.tokenizer
@@ -140,10 +153,12 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         model = wrap_lora(model, config, log)
 
     use_cuda = torch.cuda.is_available()
-    accum = config.accumulation(max(1, torch.cuda.device_count()) if use_cuda else 1)
+    # Each process takes a batch of --batch-size; accumulation keeps the effective batch over all of them.
+    accum = config.accumulation(processes if distributed.launched() else
+                                max(1, torch.cuda.device_count()) if use_cuda else 1)
     args = TrainingArguments(**trainer_arguments(config, ckpt_dir, accum, bool(val_rows), packed, model))
     resume_step = _checkpoint_step(resume_from)
-    callbacks = [JsonlLogCallback(out / LOG_FILE, resume_step), *callbacks]
+    callbacks = [*([JsonlLogCallback(out / LOG_FILE, resume_step)] if main else []), *callbacks]
     if config.progress:
         callbacks.append(ProgressCallback())
     trainer = ResumingTrainer(
@@ -156,7 +171,8 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(HFProgress)
-    log(f"training: {len(train_rows)} records, {len(val_rows)} validation, batch {config.batch_size} x "
+    across = f" x {processes} processes ({'FSDP' if config.fsdp else 'DDP'})" if processes > 1 else ""
+    log(f"training: {len(train_rows)} records, {len(val_rows)} validation, batch {config.batch_size}{across} x "
         f"accumulation {accum}, lr {config.learning_rate:g}" + (f" (resuming {resume_from})" if resume_from else ""))
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -165,11 +181,18 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     from pacos.train.save import save_run
 
     restore_attention(trainer.model, attention)
+    state_dict = distributed.full_state_dict(trainer)  # every process takes part in gathering FSDP's shards
+    if not main:
+        return TrainResult(out, result.global_step, seconds, None, report)
     final = save_run(trainer.model, tokenizer, template, config, out, {
         "records": report.total, "truncated": report.truncated, "skipped": len(report.skipped),
-        "sources": [c.as_dict() for c in counts], "steps": result.global_step,
-        "train_seconds": round(seconds, 2)}, log)
+        "sources": [c.as_dict() for c in counts], "steps": result.global_step, "train_seconds": round(seconds, 2),
+        "processes": processes}, log, state_dict=state_dict)
     return TrainResult(out, result.global_step, seconds, final, report)
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    return None
 
 
 def _checkpoint_step(path: str | None) -> int:

@@ -14,13 +14,13 @@ LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "loss_curve.png"
 
 
-def save_run(model, tokenizer, template, config, out: Path, run: dict, log):
+def save_run(model, tokenizer, template, config, out: Path, run: dict, log, state_dict: dict | None = None):
     """What a finished run leaves in `out`: the model or adapter, RUN_FILE (template, settings, and `run`:
     steps, train_seconds, counts), the loss curve. Returns the last logged training loss."""
     from pacos.train.progress import plot_loss, read_log
 
     out = Path(out)
-    save_trained(model, tokenizer, template, out, lora=config.lora)
+    save_trained(model, tokenizer, template, out, lora=config.lora, state_dict=state_dict)
     (out / RUN_FILE).write_text(json.dumps({
         "template": template.name, "base_model": config.model, "config": asdict(config), **run}, indent=2))
     plot_loss(out / LOG_FILE, out / PLOT_FILE)
@@ -31,7 +31,8 @@ def save_run(model, tokenizer, template, config, out: Path, run: dict, log):
     return final
 
 
-def save_trained(model, tokenizer, template, out: Path, lora: bool) -> None:
+def save_trained(model, tokenizer, template, out: Path, lora: bool, state_dict: dict | None = None) -> None:
+    """Save on one process; `state_dict` is the whole model when the live one is sharded (FSDP)."""
     out = Path(out)
     gen = model.generation_config
     eos = stop_token_ids(tokenizer, template)
@@ -40,7 +41,7 @@ def save_trained(model, tokenizer, template, out: Path, lora: bool) -> None:
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
+    model.save_pretrained(out, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     if lora:
         # The adapter dir carries the generation config too, so inference on it stops where training taught.
