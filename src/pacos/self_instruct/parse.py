@@ -1,19 +1,34 @@
-"""Teacher answers -> candidate tasks: the numbered `N. Instruction / Input / Output` blocks, `###`-separated."""
+"""Teacher answers -> candidate tasks: the numbered `N. Instruction / Input / Output` blocks, `###`-separated.
+
+Labels may be any prompted language's (`4. 指令：`), whatever the run's language: a teacher mixing them loses nothing.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
-from pacos.self_instruct.prompt import NO_INPUT
+from pacos.self_instruct.languages import no_input_markers, task_labels
 
+
+def _label(names: set[str]) -> str:
+    """A label of any language, with an ASCII or full-width colon: `Input:`, `输入：`."""
+    return "(?:" + "|".join(sorted(map(re.escape, names))) + r")[ \t]*[:：]"
+
+
+# Task numbers as `4.`, `4．` or `4、` (Chinese enumeration), labels in any language the prompts use.
+_DOT = r"[ \t]*[.．、][ \t]*"
+_NUMBER = rf"\d+{_DOT}"
+_INSTRUCTION, _INPUT, _OUTPUT = map(_label, task_labels())
+_NO_INPUT = no_input_markers()
 _SEPARATOR = re.compile(r"^[ \t]*###[ \t]*$", re.M)
-_HEADER = re.compile(r"^[ \t]*(?:###[ \t]*)?\d+\.[ \t]*Instruction:", re.M)
-_INPUT_LABEL = re.compile(r"^[ \t]*\d+\.[ \t]*Input:", re.M)
+_HEADER = re.compile(rf"^[ \t]*(?:###[ \t]*)?{_NUMBER}{_INSTRUCTION}", re.M)
+_INPUT_LABEL = re.compile(rf"^[ \t]*{_NUMBER}{_INPUT}", re.M)
 _BLOCK = re.compile(
-    r"^\s*(\d+)\.[ \t]*Instruction:(?P<instruction>.*?)"
-    r"^[ \t]*\1\.[ \t]*Input:(?P<input>.*?)"
-    r"^[ \t]*\1\.[ \t]*Output:(?P<output>.*)\Z",
+    rf"^\s*(\d+){_DOT}{_INSTRUCTION}(?P<instruction>.*?)"
+    rf"^[ \t]*\1{_DOT}{_INPUT}(?P<input>.*?)"
+    rf"^[ \t]*\1{_DOT}{_OUTPUT}(?P<output>.*)\Z",
     re.M | re.S,
 )
 
@@ -56,7 +71,7 @@ def parse_answer(text: str, next_number: int, finish_reason: str | None) -> Pars
         input_ = match["input"].strip()
         parsed.candidates.append(Candidate(
             instruction=re.sub(r"\s+", " ", match["instruction"]).strip(),
-            input="" if input_.lower() == NO_INPUT else input_,
+            input="" if unicodedata.normalize("NFKC", input_).lower() in _NO_INPUT else input_,
             output=match["output"].strip(),
         ))
     return parsed

@@ -1,4 +1,4 @@
-"""Alpaca-style generation prompts: our requirements text, numbered seed tasks, and where the answer must stop."""
+"""Alpaca-style generation prompts: a language's requirements text, then numbered seed tasks in its labels."""
 
 from __future__ import annotations
 
@@ -8,32 +8,11 @@ from dataclasses import dataclass
 
 from pacos.data.dedup import read_objects
 from pacos.errors import DataError
+from pacos.self_instruct.languages import ENGLISH, Language
 
-# The teacher lists tasks up to number 20; the prompt's examples take the first numbers, so stopping when
-# it starts task 20 bounds the answer (Alpaca stops on "20." the same way).
-LAST_TASK = 20
-STOP_SEQUENCES = [f"\n{LAST_TASK}.", f"{LAST_TASK}. Instruction:"]
-NO_INPUT = "<noinput>"
-
-REQUIREMENTS = f"""\
-Write a list of {LAST_TASK} varied task instructions. They will be given to a language model, and the \
-model's completions will be judged.
-
-Requirements:
-1. Do not repeat a verb across instructions: vary the wording as much as possible.
-2. Vary the language too: mix questions with imperative instructions.
-3. Vary the task types: open-ended generation, classification, editing, rewriting, brainstorming, \
-open and closed question answering, reasoning, coding, math and more.
-4. Each instruction must be something a text-only language model can do: nothing that needs to see, \
-hear or produce images, audio or video, or to act in the world (no reminders, no purchases).
-5. Write the instructions in English.
-6. Keep each instruction to one or two sentences, imperative or a question.
-7. Give an input for an instruction when it needs one: a concrete, realistic example of at most 100 \
-words (not a placeholder). Many instructions need no input: write "{NO_INPUT}" for them.
-8. The output must be a good answer to the instruction with its input, under 100 words.
-
-List of {LAST_TASK} tasks:
-"""
+# The English prompt's (the default); another language's are on its Language.
+REQUIREMENTS = ENGLISH.requirements
+STOP_SEQUENCES = ENGLISH.stop_sequences
 
 
 @dataclass
@@ -61,20 +40,22 @@ def load_seed_tasks(path) -> list[SeedTask]:
     return tasks
 
 
-def format_task(number: int, task: SeedTask) -> str:
-    """One numbered example, `<noinput>` standing for an empty input."""
-    instruction = re.sub(r"\s+", " ", task.instruction).strip().rstrip(":")
+def format_task(number: int, task: SeedTask, language: Language = ENGLISH) -> str:
+    """One numbered example in the language's labels, its no-input marker standing for an empty input."""
+    instruction = re.sub(r"\s+", " ", task.instruction).strip().rstrip(":：")
+    instruction_label, input_label, output_label = (f"{number}. {label}{language.colon}" for label in language.labels)
     return (
-        f"{number}. Instruction: {instruction}\n"
-        f"{number}. Input:\n{task.input or NO_INPUT}\n"
-        f"{number}. Output:\n{task.output}\n"
+        f"{instruction_label}{instruction}\n"
+        f"{input_label.rstrip()}\n{task.input or language.no_input}\n"
+        f"{output_label.rstrip()}\n{task.output}\n"
     )
 
 
-def build_prompt(examples: list[SeedTask]) -> str:
+def build_prompt(examples: list[SeedTask], language: Language = ENGLISH) -> str:
     """Requirements, the examples as tasks 1..k, then the opening of task k+1 for the teacher to continue."""
-    body = "".join(f"###\n{format_task(i, task)}" for i, task in enumerate(examples, 1))
-    return f"{REQUIREMENTS}{body}###\n{len(examples) + 1}. Instruction:"
+    body = "".join(f"###\n{format_task(i, task, language)}" for i, task in enumerate(examples, 1))
+    opening = f"{len(examples) + 1}. {language.labels[0]}{language.colon}".rstrip()
+    return f"{language.requirements}{body}###\n{opening}"
 
 
 def sample_examples(seeds: list[SeedTask], k: int, seed: int, batch: int, slot: int) -> list[SeedTask]:

@@ -15,7 +15,8 @@ from collections import Counter
 from pacos.self_instruct.bad_answers import answer_problem
 from pacos.remote.reply import Reply
 from pacos.self_instruct.parse import Candidate
-from pacos.self_instruct.prompt import NO_INPUT, SeedTask
+from pacos.self_instruct.languages import NO_INPUT
+from pacos.self_instruct.prompt import SeedTask
 from pacos.self_instruct.store import RAW_TEXT_CAP, raw_entry, record
 
 SEED_EXAMPLES, MACHINE_EXAMPLES = 6, 2
