@@ -2,8 +2,8 @@
 
 Answers are the realistic numbered task lists, made deterministically from the prompt (so reruns and resumes
 see the same answers): real Alpaca instructions, junk that each filter must drop, exact and near duplicates,
-sometimes cut at the token limit. Faults (429 with Retry-After, 500, slow answers, dropped connections, junk
-bodies, 401) are queued with `fail_next`; a hostile teacher (`always`) answers every request one bad way
+sometimes cut at the token limit; a Chinese prompt (`--language zh`) gets the same in Chinese (ZH_TASKS,
+ZH_JUNK). Faults (429 with Retry-After, 500, slow answers, dropped connections, junk bodies, 401) are queued with `fail_next`; a hostile teacher (`always`) answers every request one bad way
 (HOSTILE: a web page, no choices, prose, truncated JSON, a trickle of bytes, an endless body, ...).
 """
 
@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # small excerpts of public data; see the README there
 SEEDS = FIXTURES / "seed_tasks.jsonl"
+ZH_SEEDS = FIXTURES / "seed_tasks_zh.jsonl"  # written for pacos, see the README there
 REAL = json.loads((FIXTURES / "alpaca_sample.json").read_text())
 
 # (reason the filters must give, instruction, output)
@@ -32,6 +34,63 @@ JUNK = [
     ("starts_with_punctuation", "- List three primary colours of paint.", "Red, yellow, blue."),
     ("non_ascii_start", "¿Cuál es la capital de Francia y por qué?", "París."),
     ("empty_output", "Name three famous painters from Spain.", ""),
+]
+
+
+# A Chinese prompt (`--language zh`) is answered in Chinese, from these.
+# (instruction, input, output): distinct Chinese tasks; several share a digit or a few characters.
+ZH_TASKS = [
+    ("列出3种适合在阳台种植的蔬菜。", "", "番茄、生菜和小葱。"),
+    ("给我3条提高睡眠质量的建议。", "", "固定作息时间，睡前一小时不看手机，保持卧室安静偏凉。"),
+    ("用3句话概括《西游记》的主要情节。", "", "唐僧奉命西天取经，收了孙悟空、猪八戒和沙僧为徒。一路上他们降妖除魔，历经八十一难。最终取得真经，修成正果。"),
+    ("一个班有45名学生，女生占五分之二，男生有多少人？", "", "女生18人，男生27人。"),
+    ("把下面这段话翻译成英文。", "今天的会议推迟到下午三点。", "Today's meeting has been postponed to 3 p.m."),
+    ("判断下面这句话表达的情绪是积极还是消极。", "这家餐厅的服务太差了，再也不来了。", "消极"),
+    ("为一家新开的咖啡馆想一句宣传口号。", "", "一杯咖啡，一段慢时光。"),
+    ("解释什么是通货膨胀，并举一个生活中的例子。", "", "通货膨胀是物价普遍持续上涨、货币购买力下降。比如十年前一碗面五元，现在要十五元。"),
+    ("给一位即将退休的老同事写一段祝福语。", "", "感谢您多年的指导与陪伴，祝您退休生活健康快乐，常回来看看！"),
+    ("比较高铁和飞机在长途出行中的优缺点。", "", "高铁准点、进站方便、可用手机；飞机速度快，适合一千五百公里以上的行程，但安检和候机耗时。"),
+    ("下面句子里有一个错别字，请指出来。", "他做事一向很认证，从不马虎。", "“认证”应为“认真”。"),
+    ("如何向一个五岁的孩子解释天空为什么是蓝色的？", "", "阳光里有很多颜色，蓝色的光最容易被空气弹来弹去，所以我们抬头看到的天空就是蓝色的。"),
+    ("把厘米、千米、米、毫米按从小到大的顺序排列。", "", "毫米、厘米、米、千米。"),
+    ("秋天树叶为什么会变黄？", "", "天气变冷后叶绿素分解，原本被遮住的黄色素显露出来。"),
+    ("根据描述猜一猜这是什么动物。", "它有长长的鼻子和大大的耳朵，生活在非洲和亚洲。", "大象"),
+    ("请用“虽然……但是……”造一个句子。", "", "虽然外面下着雨，但是我们还是去了公园。"),
+    ("总结这段新闻的要点。", "本市将于下月起在五条主干道增设公交专用道，早晚高峰时段社会车辆不得占用，违者将被罚款。", "下月起五条主干道设公交专用道，高峰期占用将被罚款。"),
+    ("推荐5本适合大学新生阅读的书，并各用一句话说明理由。", "", "《活着》：理解生命的韧性；《人类简史》：打开视野；《苏菲的世界》：哲学入门；《自控力》：管理自己；《乡土中国》：认识社会。"),
+    ("写一封简短的邮件，向客户说明发货延迟的原因。", "", "尊敬的客户：因近期暴雨导致物流中断，您的订单将延迟两天发出，敬请谅解。"),
+    ("面试时被问到“你最大的缺点是什么”，应该怎么回答？", "", "说一个真实但不致命的缺点，并讲清楚你正在如何改进。"),
+    ("把这句古文改写成现代汉语。", "学而时习之，不亦说乎？", "学了又按时温习，不也很愉快吗？"),
+    ("设计一个适合三口之家的周末出游计划。", "", "周六上午去郊野公园野餐，下午逛科技馆；周日在家附近骑车，晚上一起做饭。"),
+    ("长方形的长是8厘米，宽是5厘米，面积是多少？", "", "40平方厘米。"),
+    ("分析网购流行对实体商店带来的影响。", "", "实体店客流减少、租金压力增大，但也促使它们转向体验式消费和线上线下结合。"),
+    ("请给这篇短文拟一个吸引人的标题。", "小区里的流浪猫越来越多，几位退休老人自发组织喂养、绝育和领养，三年来为八十多只猫找到了家。", "三年，八十只猫的回家路"),
+    ("什么是光合作用？请简要说明。", "", "植物利用光能，把二氧化碳和水转化为有机物并释放氧气的过程。"),
+    ("为刚开始学跑步的人制定一份两周训练安排。", "", "第一周隔天慢跑加快走各十五分钟；第二周隔天连续慢跑二十分钟，其余日子拉伸。"),
+    ("用一个成语形容做事非常认真，并解释它的意思。", "", "一丝不苟：连一根丝都不马虎，形容做事认真细致。"),
+    ("判断下列数字中哪些是质数：2、9、11、15、17。", "", "2、11、17"),
+    ("改写这句话，使语气更委婉。", "你的方案根本行不通。", "这个方案可能还有一些地方需要再斟酌。"),
+    ("介绍春节期间的几种传统习俗。", "", "贴春联、吃年夜饭、守岁、放鞭炮、拜年和发红包。"),
+    ("如果你是导游，怎样向外国游客介绍长城？", "", "长城是两千多年间修建的防御工程，绵延两万多公里，是中华民族坚韧的象征。"),
+    ("这句英语谚语用中文怎么说？", "Practice makes perfect.", "熟能生巧。"),
+    ("写一首描写江南春雨的现代诗。", "", "雨落在青石板上，\n像谁在轻轻叩门，\n乌篷船摇过小桥，\n把春天摇进了水乡。"),
+    ("给下面的句子加上合适的标点符号。", "你今天去哪里了我找了你一下午", "你今天去哪里了？我找了你一下午。"),
+    ("谈谈你对“远亲不如近邻”这句俗语的理解。", "", "遇到急事时，住得近的邻居往往比远方的亲戚更能及时帮忙，提醒我们要和邻里和睦相处。"),
+    ("在家里怎样节约用水？给出几条实用的办法。", "", "洗菜水用来浇花，刷牙时关水龙头，马桶水箱里放一瓶水，尽量淋浴。"),
+    ("为一款智能手表写一段产品介绍。", "", "轻薄机身，续航十天，心率、睡眠和血氧全天监测，来电消息抬腕即看。"),
+    ("中国古代的四大发明分别是什么？", "", "造纸术、印刷术、火药和指南针。"),
+    ("小红每天存2元，存满100元需要多少天？", "", "50天。"),
+]
+
+ZH_JUNK = [
+    ("too_short", "讲个笑话。", "为什么小明上课总是带着梯子？因为他想上高中。"),
+    ("too_long", "请解释" + "为什么这件事很重要" * 34, "因为它很重要。"),
+    ("blacklisted", "描述这张图片里的日落景色。", "天边一片橙红。"),
+    ("blacklisted", "为泡茶的步骤画一张流程图。", "烧水、温杯、泡茶、倒茶。"),
+    ("write_a_program", "编写一个程序，打印前十个质数。", "print(2, 3, 5)"),
+    ("starts_with_punctuation", "——列出三种常见的颜色。", "红、黄、蓝。"),
+    ("wrong_language", "Name three famous rivers in Asia.", "The Yangtze, the Ganges and the Mekong."),
+    ("empty_output", "说出三位著名的中国诗人。", ""),
 ]
 
 
@@ -54,12 +113,32 @@ def two_stage_answer(prompt: str, rng: random.Random) -> str:
                        " no output label here"])
 
 
-def answer_for(prompt: str, chat: bool) -> tuple[str, str]:
-    """(text, finish_reason) for a prompt ending in `N. Instruction:`: the way a teacher writes tasks N..19."""
-    rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
-    if "###" not in prompt:
-        return two_stage_answer(prompt, rng), "stop"
-    first = int(prompt.rsplit("###\n", 1)[1].split(".", 1)[0])
+def chinese_block(number: int, instruction: str, input_: str, output: str, rng: random.Random) -> str:
+    """A task as a Chinese teacher writes it: mostly the prompt's `N. 指令：`, sometimes `N、指令:`."""
+    dot, colon = (". ", "：") if rng.random() < 0.7 else ("、", ":")
+    return (f"{number}{dot}指令{colon}{instruction}\n{number}{dot}输入{colon}\n{input_ or '<无输入>'}\n"
+            f"{number}{dot}输出{colon}\n{output}\n")
+
+
+def chinese_tasks(first: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """Tasks first..19 in Chinese: ZH_TASKS, junk, and near duplicates (one character dropped) of a ZH_TASKS one."""
+    tasks = []
+    for _ in range(first, 20):
+        roll = rng.random()
+        if roll < 0.15:
+            _, instruction, output = rng.choice(ZH_JUNK)
+            tasks.append((instruction, "", output))
+        elif roll < 0.25 and tasks and tasks[-1] in ZH_TASKS:
+            text = tasks[-1][0]
+            cut = rng.randrange(len(text) - 1)
+            tasks.append((text[:cut] + text[cut + 1:], "", tasks[-1][2]))
+        else:
+            tasks.append(rng.choice(ZH_TASKS))
+    return tasks
+
+
+def english_blocks(first: int, rng: random.Random) -> list[str]:
+    """Tasks first..19: real Alpaca ones, junk, near duplicates (one word dropped), sometimes a malformed block."""
     tasks = []
     for _ in range(first, 20):
         roll = rng.random()
@@ -76,13 +155,29 @@ def answer_for(prompt: str, chat: bool) -> tuple[str, str]:
     blocks = [task_block(first + i, *task) for i, task in enumerate(tasks)]
     if rng.random() < 0.1:
         blocks.insert(1, f"{first + 1}. Instruction: Give an example\nsomething went wrong here\n")
+    return blocks
+
+
+def answer_for(prompt: str, chat: bool) -> tuple[str, str]:
+    """(text, finish_reason) for a prompt ending in `N. Instruction:` (or `N. 指令：`): the way a teacher writes
+    tasks N..19."""
+    rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
+    if "###" not in prompt:
+        return two_stage_answer(prompt, rng), "stop"
+    first = int(prompt.rsplit("###\n", 1)[1].split(".", 1)[0])
+    chinese = prompt.endswith("指令：")
+    if chinese:
+        blocks = [chinese_block(first + i, *task, rng) for i, task in enumerate(chinese_tasks(first, rng))]
+    else:
+        blocks = english_blocks(first, rng)
     text = "###\n".join(blocks) + "###\n"
     finish = "stop"
     if rng.random() < 0.2:  # cut mid-task at the token limit
         text, finish = text[: rng.randrange(len(text) // 2, len(text))], "length"
     if chat:
-        return ("Here are more tasks:\n\n" if rng.random() < 0.5 else "") + text, finish
-    return " " + text.split("Instruction:", 1)[1].lstrip(), finish
+        preamble = "好的，以下是更多任务：\n\n" if chinese else "Here are more tasks:\n\n"
+        return (preamble if rng.random() < 0.5 else "") + text, finish
+    return " " + re.split("(?:Instruction|指令)[:：]", text, maxsplit=1)[1].lstrip(), finish
 
 
 # Ways a 200 answer can be useless; each a fault name for `fail_next` or `always`.

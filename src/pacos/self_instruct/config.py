@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pacos.options import ConfigError, check_fields, option
 from pacos.remote.config import TeacherConfig
+from pacos.self_instruct.languages import get_language
 
 PIPELINES = ("alpaca", "self-instruct")
 
@@ -17,6 +18,8 @@ class SelfInstructConfig:
                              required=False, path=True)
     out: str = option(help="output JSONL; rerun to resume (raw log: OUT.raw.jsonl)", required=False, path=True)
     num_instructions: int = option(100, "kept records to reach", ge=1)
+    language: str = option("en", "language of the tasks: en or zh (pacos prompts of their own), or a code the "
+                           "English prompt asks for, e.g. fr, de, ja (a wrong code lists them)")
     pipeline: str = option("alpaca", "alpaca, or the original two-stage self-instruct", choices=PIPELINES)
     prompt_examples: int = option(3, "seed tasks per prompt", ge=1)
     batch_size: int = option(5, "prompts per batch (one completions request; one chat request each)", ge=1)
@@ -35,5 +38,9 @@ class SelfInstructConfig:
         if not self.seed_tasks or not self.out:
             raise ConfigError("pacos self-instruct needs --seed-tasks FILE and --out FILE.jsonl")
         check_fields(self)
+        self.language = get_language(self.language).code
+        if self.pipeline == "self-instruct" and self.language != "en":
+            raise ConfigError("--pipeline self-instruct has English prompts only; use --pipeline alpaca with "
+                              f"--language {self.language}")
         if self.max_cost is not None and not (self.price_in or self.price_out):
             raise ConfigError("--max-cost needs --price-in and --price-out (dollars per 1M tokens)")

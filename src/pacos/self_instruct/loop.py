@@ -17,18 +17,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pacos.data.dedup import RougeDeduper
+from pacos.errors import DataError
 from pacos.self_instruct.accounting import ProgressBar, Totals
 from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, answer_problem
 from pacos.remote.client import Teacher
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.self_instruct.filters import rejection_reason
+from pacos.self_instruct.languages import get_language
 from pacos.self_instruct.parse import Candidate, parse_answer
-from pacos.self_instruct.prompt import (
-    STOP_SEQUENCES,
-    build_prompt,
-    load_seed_tasks,
-    sample_examples,
-)
+from pacos.self_instruct.prompt import build_prompt, load_seed_tasks, sample_examples
 from pacos.self_instruct.store import RunStore, raw_entry, record
 from pacos.self_instruct.two_stage import two_stage_batch
 
@@ -69,9 +66,11 @@ class RunSummary:
     torn_lines: int = 0
     orphans: int = 0
     seconds: float = 0.0
+    language: str = "en"
+    prompt: str = ""
 
     def __str__(self) -> str:
-        lines = []
+        lines = [] if self.language == "en" else [f"language {self.language} (prompt {self.prompt})"]
         if self.resumed_batches:
             lines.append(f"resumed after {self.resumed_batches} batches"
                          + (f" (dropped {self.torn_lines} torn line(s))" if self.torn_lines else "")
@@ -90,9 +89,11 @@ class Generation:
 
     def __init__(self, config: SelfInstructConfig, teacher: Teacher | None = None):
         self.config = config
+        self.language = get_language(config.language)
         self.seeds = load_seed_tasks(config.seed_tasks)
         self.store = RunStore(config.out)
         self.resumed = self.store.resume()
+        self._check_language()
         pool = [s.instruction for s in self.seeds] + [r["instruction"] for r in self.resumed.records]
         pool += [text for entry in self.resumed.log for text in entry.get("pool_extra", [])]
         self.deduper = RougeDeduper(config.threshold, pool)
@@ -104,6 +105,14 @@ class Generation:
         self.bad_answers = BadAnswerStreak(config.max_bad_answers)  # counted afresh by each run
         self.stopped: str | None = None
         self.progress: ProgressBar | None = None
+
+    def _check_language(self) -> None:
+        """A run resumes in the language it started in: one file, one prompt."""
+        started = next((e.get("language", "en") for e in self.resumed.log), self.language.code)
+        if started != self.language.code:
+            self.store.close()
+            raise DataError(f"{self.config.out} was generated with --language {started}: rerun with --language "
+                            f"{started} to resume it, or write --language {self.language.code} to another --out")
 
     @property
     def cost(self) -> float:
@@ -134,7 +143,8 @@ class Generation:
             self.store.close()
         return RunSummary(cfg.out, str(self.store.log_path), cfg.num_instructions, self.totals, self.cost,
                           self.stopped or "target", len(self.resumed.log), self.resumed.torn_lines,
-                          self.resumed.orphans, time.monotonic() - started)
+                          self.resumed.orphans, time.monotonic() - started, self.language.code,
+                          self.language.prompt)
 
     async def _run_batches(self) -> None:
         run_batch = two_stage_batch if self.config.pipeline == "self-instruct" else alpaca_batch
@@ -161,12 +171,12 @@ class Generation:
         k = self.config.prompt_examples
         examples = [sample_examples(self.seeds, k, self.config.seed, batch, slot)
                     for slot in range(self.config.batch_size)]
-        return [build_prompt(e) for e in examples], min(k, len(self.seeds)) + 1
+        return [build_prompt(e, self.language) for e in examples], min(k, len(self.seeds)) + 1
 
     def screen(self, candidates: list[Candidate], discards: Counter) -> list:
         """Alpaca's filters, then the novelty check: per candidate, in order, its novelty decision if it is
         kept, else its discard reason (a str, also counted in `discards`)."""
-        outcomes: list = [rejection_reason(c) for c in candidates]
+        outcomes: list = [rejection_reason(c, self.language) for c in candidates]
         discards.update(reason for reason in outcomes if reason)
         passed = [i for i, reason in enumerate(outcomes) if not reason]
         for i, decision in zip(passed, self.deduper.add_batch([candidates[i].instruction for i in passed])):
@@ -194,7 +204,7 @@ class Generation:
 async def alpaca_batch(gen: Generation, batch: int) -> None:
     """Alpaca's step: prompts of sampled seed tasks -> up to 20 numbered tasks each -> filters -> novelty."""
     prompts, first_number = gen.prompts(batch)
-    reply = await gen.teacher.complete(prompts, STOP_SEQUENCES)
+    reply = await gen.teacher.complete(prompts, gen.language.stop_sequences)
     async with gen.turns["screen"].turn(batch):
         if gen.stopped:
             return
@@ -214,7 +224,8 @@ async def alpaca_batch(gen: Generation, batch: int) -> None:
         records = [record(c, o, batch) for c, o in zip(candidates, outcomes) if not isinstance(o, str)]
         problems = [answer_problem(a.error, a.text, cuts[i], [o for o, w in zip(outcomes, owners) if w == i])
                     for i, a in enumerate(reply.answers)]
-        gen.commit(batch, records, raw_entry("alpaca", prompts, reply, +discards), problems)
+        gen.commit(batch, records, raw_entry("alpaca", prompts, reply, +discards, language=gen.language.code,
+                                             prompt=gen.language.prompt), problems)
 
 
 async def run_generation(config: SelfInstructConfig, teacher: Teacher | None = None) -> RunSummary:
