@@ -36,6 +36,10 @@ def test_chinese_run_writes_clean_chinese_records_logs_language_and_resumes(teac
     assert all(r["body"]["stop"] == CHINESE.stop_sequences for r in teacher.requests)
     discards = {reason for e in log for reason in e["discards"]}
     assert {reason for reason, _, _ in ZH_JUNK} | {"similar", "truncated"} <= discards
+    assert main(["self-instruct", "report", str(full), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "- language: zh (prompt pacos-zh-1)" in md and "## Lengths (characters)" in md
+    assert "openings (first two characters)" in md and "| 判断 |" in md
 
     # Killed after batch 2 while writing batch 3: the rerun continues to the same file.
     out = tmp_path / "out.jsonl"
