@@ -104,7 +104,8 @@ _CHINESE_PROGRAM = re.compile(r"^(?:请你?)?(?:编写|写|编)(?:一个|一段|
 # English, any Unicode punctuation or symbol counts, full-width forms included, except the marks that open
 # a title or a quotation there (《静夜思》…, “…”, ¿Qué…?, «…»).
 ALPACA_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-OPENING_MARKS = "《「『“‘¿¡«„‚"
+CHINESE_OPENING_MARKS = "《「『“‘"
+OPENING_MARKS = CHINESE_OPENING_MARKS + "¿¡«„‚"  # a fallback language's, whichever it is
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana, CJK ideographs (ext. A, unified, compat.)
 # One length unit per CJK character, and per run of other letters or digits (a Latin word or a number).
@@ -130,7 +131,8 @@ class Language:
     program: re.Pattern | None = None  # the "Write a program" filter
     ascii_start: bool = False  # Alpaca's first-character-is-ASCII rule
     script: re.Pattern | None = None  # an instruction without this script is in another language
-    opening_marks: str = OPENING_MARKS  # punctuation an instruction may start with
+    # Punctuation an instruction may start with, testing any Unicode punctuation; None: Alpaca's test alone.
+    opening_marks: str | None = OPENING_MARKS
 
     def length(self, text: str) -> int:
         return len(text.split()) if self.unit == "words" else len(_CJK_UNITS.findall(text))
@@ -139,7 +141,7 @@ class Language:
         first = text[0]
         if first in ALPACA_PUNCTUATION:
             return True
-        if self.ascii_start or first in self.opening_marks:
+        if self.opening_marks is None or first in self.opening_marks:
             return False
         return unicodedata.category(first)[0] in "PS"
 
@@ -157,7 +159,7 @@ def _words(pattern: str, boundary: str = r"\b") -> re.Pattern:
 ENGLISH = Language(
     "en", "English", "pacos-en-1", ENGLISH_REQUIREMENTS.format(language_rule="Write the instructions in English."),
     blacklist=_words(_ENGLISH_WORDS), program=re.compile("write a program", re.I), ascii_start=True,
-    opening_marks="",
+    opening_marks=None,
 )
 CHINESE = Language(
     "zh", "Chinese", "pacos-zh-1", CHINESE_REQUIREMENTS, labels=("指令", "输入", "输出"), colon="：",
@@ -168,7 +170,7 @@ CHINESE = Language(
     # English words are bounded by ASCII word characters instead.
     blacklist=re.compile("|".join(CHINESE_BLACKLIST)
                          + f"|(?<![A-Za-z0-9_])(?:{_ENGLISH_WORDS})(?![A-Za-z0-9_])", re.I),
-    program=_CHINESE_PROGRAM, script=_HAN,
+    program=_CHINESE_PROGRAM, script=_HAN, opening_marks=CHINESE_OPENING_MARKS,
 )
 PROMPTED = {language.code: language for language in (ENGLISH, CHINESE)}
 LANGUAGE_CODES = (*PROMPTED, *FALLBACK_NAMES)
