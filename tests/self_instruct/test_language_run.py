@@ -57,11 +57,12 @@ def test_chinese_run_writes_clean_chinese_records_logs_language_and_resumes(teac
     assert raw_log_path(out).read_bytes() == (tmp_path / "log.bak").read_bytes()
 
 
-def test_english_seeds_with_language_zh_ask_for_chinese_tasks(teacher, tmp_path):
+def test_english_seeds_with_language_zh_ask_for_chinese_tasks_over_chat(teacher, tmp_path):
     out = tmp_path / "out.jsonl"
-    assert main(zh_args(teacher, out, 10, SEEDS)) == 0
+    assert main(zh_args(teacher, out, 10, SEEDS, "--api", "chat")) == 0
     prompt = read_jsonl(raw_log_path(out))[0]["prompts"][0]
-    assert "1. 指令：" in prompt and "简体中文" in prompt and prompt.isascii() is False
+    assert "1. 指令：" in prompt and "简体中文" in prompt
+    assert teacher.requests[0]["path"].endswith("/chat/completions")
     assert all(any("\u4e00" <= c <= "\u9fff" for c in r["instruction"]) for r in read_jsonl(out))
 
 
