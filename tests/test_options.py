@@ -40,6 +40,7 @@ from pacos.remote.spend import Prices
 from pacos.self_instruct.config import SelfInstructConfig
 from pacos.serve.config import ServeConfig
 from pacos.train.config import TrainConfig
+from pacos.train.dry_run import PlanOptions
 
 
 @dataclass
@@ -272,7 +273,8 @@ def subparser(*names) -> argparse.ArgumentParser:
     return parser
 
 
-STAGES = [(("train",), TrainConfig, ()), (("self-instruct",), SelfInstructConfig, ("teacher",)),
+STAGES = [(("train",), TrainConfig, ()), (("train",), PlanOptions, ()),
+          (("self-instruct",), SelfInstructConfig, ("teacher",)),
           (("self-instruct",), TeacherConfig, ()), (("demo",), DemoConfig, ()),
           (("infer",), InferConfig, ()), (("infer",), SamplingParams, ()), (("infer",), PromptOptions, ()),
           (("ask",), SamplingParams, ()), (("chat",), SamplingParams, ()), (("chat",), PromptOptions, ()),

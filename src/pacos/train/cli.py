@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pacos.options import add_options, from_args
 from pacos.train.config import TrainConfig
+from pacos.train.dry_run import PlanOptions
 
 
 def register(sub) -> None:
@@ -11,6 +12,7 @@ def register(sub) -> None:
                        description="Fine-tune MODEL on DATA with the Alpaca recipe's defaults (--method sft), "
                                    "or on preference pairs with DPO (--method dpo).")
     add_options(p, TrainConfig)
+    add_options(p, PlanOptions)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("merge", help="merge a LoRA adapter into its base model's weights")
@@ -20,6 +22,12 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
+    options = from_args(PlanOptions, args)
+    if options.dry_run:  # planning needs no data and writes nothing: placeholders pass TrainConfig's checks
+        from pacos.train.dry_run import dry_run
+
+        dry_run(from_args(TrainConfig, args, data=args.data or ("-",), out=args.out or "-"), options)
+        return 0
     config = from_args(TrainConfig, args)
     from pacos.train.distributed import launch, launched, report_worker_error
 

@@ -28,9 +28,9 @@ class TrainConfig:
         help="alpaca json/jsonl, self-instruct, sharegpt or messages file (--method dpo: prompt/chosen/rejected "
              "pairs, as `pacos feedback export --format dpo` writes); repeat for a mixture, FILE:WEIGHT samples "
              "WEIGHT x the file's records (0.3: 30% of them, 2: each twice; no weight: all once)",
-        nonempty=True, path=True, split=False, metavar="FILE[:WEIGHT]")
+        nonempty=True, path=True, split=False, metavar="FILE[:WEIGHT]", required=False)
     out: str = option(help="output directory (model or adapter, train_log.jsonl, loss curve)", nonempty=True,
-                      path=True)
+                      path=True, required=False)  # --data and --out: not required flags, --dry-run goes without
     method: str = option("sft", "sft: supervised fine-tuning on answers; dpo: direct preference optimization "
                                 "(TRL) on chosen/rejected pairs", choices=METHODS)
     dpo_beta: float = option(0.1, "DPO: how far the policy may move from the reference model (TRL's beta; "
@@ -63,6 +63,8 @@ class TrainConfig:
     lora_alpha: int = option(16, "LoRA scaling alpha", ge=1)
     lora_dropout: float = option(0.05, "dropout on the LoRA input", ge=0, lt=1)
     lora_target: str = option("q_proj,v_proj", "comma-separated module names, or all-linear", nonempty=True)
+    qlora: bool = option(False, "QLoRA: the base model in 4-bit NF4 (bitsandbytes, double quantization), LoRA on "
+                                "top, paged AdamW; implies --lora; needs a CUDA GPU and pip install 'pacos[qlora]'")
     save_every: float = option(0.1, "checkpoint interval: steps, or a fraction (<1) of the run", gt=0)
     eval_every: float = option(0.1, "validation interval: steps, or a fraction (<1) of the run", gt=0)
     log_every: int = option(1, "steps between train_log.jsonl lines", ge=1)
@@ -74,6 +76,8 @@ class TrainConfig:
                                "are several processes")
 
     def __post_init__(self) -> None:
+        if self.data is None or self.out is None:
+            raise ConfigError("pacos train needs --data FILE and --out DIR (only --dry-run goes without)")
         if isinstance(self.data, (str, os.PathLike)):  # Python callers: data="file.json"
             self.data = (self.data,)
         check_fields(self)
@@ -87,6 +91,11 @@ class TrainConfig:
             if sft_only:
                 raise ConfigError(f"{sft_only[0]} is not available with --method dpo (DPO pads each pair and runs "
                                   "in one process)")
+        if self.qlora:
+            if self.fsdp or self.method != "sft":
+                raise ConfigError(f"--qlora with {'--fsdp' if self.fsdp else '--method ' + self.method} is not "
+                                  "supported: QLoRA trains a LoRA adapter by SFT, on one GPU or with DDP")
+            self.lora = True  # QLoRA is LoRA on a 4-bit base
         if self.fsdp and self.lora:
             raise ConfigError("--fsdp with --lora is not supported: a LoRA adapter trains with DDP (drop --fsdp)")
 

@@ -80,6 +80,10 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
     from pacos.train.checkpoints import choose_resume_checkpoint
     from pacos.train.distributed import is_main_process
 
+    if config.qlora:
+        from pacos.train.qlora import check_qlora
+
+        check_qlora()  # no GPU or no bitsandbytes: one line now, not after loading the data
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
     # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
@@ -92,7 +96,12 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
         log(counts_summary(counts))
     if not items:
         raise PacosError(f"{', '.join(config.data)}: no {what} to train on")
-    model, tokenizer = load_model(config.model, trainable=True)
+    if config.qlora:
+        from pacos.train.qlora import load_quantized, local_compute_dtype
+
+        model, tokenizer = load_quantized(config, local_compute_dtype(config))
+    else:
+        model, tokenizer = load_model(config.model, trainable=True)
     tokenizer.padding_side = "right"
     log(ensure_pad_token(tokenizer, model, add=not config.lora))
     return RunStart(out, ckpt_dir, resume_from, items, counts, model, tokenizer)
@@ -151,12 +160,20 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
 
         set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
         model = wrap_lora(model, config, log)
+    qlora_args = {}
+    if config.qlora:
+        from pacos.train import qlora
+
+        dtype = qlora.local_compute_dtype(config)
+        qlora.cast_like_qlora(model, dtype)  # the QLoRA recipe's adapters in bf16 (after LoRA wraps them)
+        qlora_args = qlora.training_arguments(dtype)
 
     use_cuda = torch.cuda.is_available()
     # Each process takes a batch of --batch-size; accumulation keeps the effective batch over all of them.
     accum = config.accumulation(processes if distributed.launched() else
                                 max(1, torch.cuda.device_count()) if use_cuda else 1)
-    args = TrainingArguments(**trainer_arguments(config, ckpt_dir, accum, bool(val_rows), packed, model))
+    args = TrainingArguments(**{**trainer_arguments(config, ckpt_dir, accum, bool(val_rows), packed, model),
+                                **qlora_args})
     resume_step = _checkpoint_step(resume_from)
     callbacks = [*([JsonlLogCallback(out / LOG_FILE, resume_step)] if main else []), *callbacks]
     if config.progress:

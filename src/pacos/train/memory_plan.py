@@ -227,7 +227,7 @@ def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
                   Term("gradients", lora_params * lora_bytes, "LoRA parameters only"),
                   Term("optimizer", lora_params * 8, "paged AdamW 32-bit: two fp32 moments, paged (bitsandbytes)")]
     elif lora:
-        precision = _precision_name(model.dtype, setup.bf16) + ", LoRA in fp32"
+        precision = f"frozen {model.dtype} base, LoRA in fp32, {'bf16' if compute == 2 else 'fp32'} compute"
         terms += [Term("weights", model.params * weight_bytes, f"frozen base in {model.dtype}"),
                   Term("LoRA weights", lora_params * 4, f"{lora_params:,} parameters in fp32 (peft)"),
                   Term("gradients", lora_params * 4, "LoRA parameters only"),
@@ -265,6 +265,8 @@ def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
         terms.append(Term("activations", tokens * (model.layers * per_layer + head),
                           f"{per_layer / model.hidden:.1f} B x hidden per token and layer, "
                           f"{tokens:,} tokens (batch {setup.batch_size} x {setup.max_len})"))
+    terms.append(Term("backward working set", tokens * per_layer,
+                      "the gradients of one layer's activations while its backward pass runs"))
     terms.append(Term("logits", tokens * model.vocab * 12,
                       "fp32 log-softmax kept for the loss, and its two gradients"))
     if setup.device == "cuda":
