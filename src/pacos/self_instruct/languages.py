@@ -123,6 +123,7 @@ class Language:
     requirements: str
     labels: tuple[str, str, str] = ("Instruction", "Input", "Output")
     colon: str = ": "  # after a label in the prompt
+    numbering: tuple[str, ...] = (".",)  # after a task number: the prompt's, then others teachers write
     no_input: str = NO_INPUT
     unit: str = "words"  # what the length limits count: "words" (whitespace-split) or "characters"
     min_length: int = 4  # Alpaca: more than 3 words
@@ -148,8 +149,9 @@ class Language:
     @property
     def stop_sequences(self) -> list[str]:
         """Where the answer stops: at task LAST_TASK (at most 4 strings, OpenAI's limit)."""
-        stops = [f"\n{LAST_TASK}.", f"{LAST_TASK}. {self.labels[0]}{self.colon.strip()}"]
-        return stops + ([f"\n{LAST_TASK}、", f"\n{LAST_TASK}．"] if self.code == "zh" else [])
+        first, *others = self.numbering
+        return [f"\n{LAST_TASK}{first}", f"{LAST_TASK}{first} {self.labels[0]}{self.colon.strip()}",
+                *(f"\n{LAST_TASK}{dot}" for dot in others)]
 
 
 def _words(pattern: str, boundary: str = r"\b") -> re.Pattern:
@@ -163,7 +165,7 @@ ENGLISH = Language(
 )
 CHINESE = Language(
     "zh", "Chinese", "pacos-zh-1", CHINESE_REQUIREMENTS, labels=("指令", "输入", "输出"), colon="：",
-    no_input=CHINESE_NO_INPUT, unit="characters",
+    numbering=(".", "、", "．"), no_input=CHINESE_NO_INPUT, unit="characters",
     # Alpaca's 4..150 words at 1.5-2 characters per English word: 6..300 (a "Tell a joke." is 讲个笑话, 4).
     min_length=6, max_length=300,
     # English terms in a Chinese sentence count too; CJK characters are word characters to \b, so the
@@ -173,7 +175,6 @@ CHINESE = Language(
     program=_CHINESE_PROGRAM, script=_HAN, opening_marks=CHINESE_OPENING_MARKS,
 )
 PROMPTED = {language.code: language for language in (ENGLISH, CHINESE)}
-LANGUAGE_CODES = (*PROMPTED, *FALLBACK_NAMES)
 
 
 def fallback(code: str, name: str) -> Language:
@@ -199,6 +200,11 @@ def get_language(code: str) -> Language:
 def no_input_markers() -> set[str]:
     """What an input may say to mean "none", in any language, lowercased."""
     return {language.no_input.lower() for language in PROMPTED.values()} | {"无输入", "无"}
+
+
+def number_marks() -> set[str]:
+    """Every language's marks after a task number (`.`, `、`, `．`): the parser reads any of them."""
+    return {mark for language in PROMPTED.values() for mark in language.numbering}
 
 
 def task_labels() -> tuple[set[str], set[str], set[str]]:

@@ -9,7 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from pacos.self_instruct.languages import no_input_markers, task_labels
+from pacos.self_instruct.languages import no_input_markers, number_marks, task_labels
 
 
 def _label(names: set[str]) -> str:
@@ -18,7 +18,7 @@ def _label(names: set[str]) -> str:
 
 
 # Task numbers as `4.`, `4．` or `4、` (Chinese enumeration), labels in any language the prompts use.
-_DOT = r"[ \t]*[.．、][ \t]*"
+_DOT = rf"[ \t]*[{re.escape(''.join(sorted(number_marks())))}][ \t]*"
 _NUMBER = rf"\d+{_DOT}"
 _INSTRUCTION, _INPUT, _OUTPUT = map(_label, task_labels())
 _NO_INPUT = no_input_markers()
