@@ -192,7 +192,10 @@ def gpu_memory(name: str) -> int:
 
 def gpu_bf16(name: str | None) -> bool:
     """Whether `name` computes in bfloat16 (no GPU named: assume a current one, which does)."""
-    return name is None or (gpu_memory(name) > 0 and GPUS[name][1])
+    if name is None:
+        return True
+    gpu_memory(name)  # an unknown name: the error listing the known ones
+    return GPUS[name][1]
 
 
 def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
