@@ -113,3 +113,42 @@ def test_after_lora_the_adapters_and_embeddings_go_to_bf16_and_the_norms_stay_fp
     assert all(d == torch.bfloat16 for n, d in dtypes.items() if "lora_" in n or "embed_tokens" in n
                or "lm_head" in n)
     assert all(d == torch.float32 for n, d in dtypes.items() if "norm" in n)
+
+
+def test_a_qlora_run_s_wiring_end_to_end_on_cpu(tiny_model_dir, tmp_path, monkeypatch):
+    """train() with --qlora where the only stand-ins are the GPU pieces: the base is not quantized
+    (flagged 4-bit after training, as the quantizer flags it) and the paged optimizer is plain AdamW. The rest runs
+    as on a GPU: k-bit preparation, LoRA, the bf16 casts, the arguments, the save and its checks."""
+    from peft import prepare_model_for_kbit_training
+
+    from pacos.models.loading import load_model
+    from pacos.train.loop import train
+
+    from transformers import TrainerCallback
+
+    def unquantized(config, dtype):
+        model, tokenizer = load_model(config.model, trainable=True)
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False), tokenizer
+
+    class FlagFourBit(TrainerCallback):  # what the quantizer sets; the save then skips the fp32 reload check
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            model.is_loaded_in_4bit = True
+
+    monkeypatch.setattr(qlora, "check_qlora", lambda: None)
+    monkeypatch.setattr(qlora, "load_quantized", unquantized)
+    monkeypatch.setattr(qlora, "local_compute_dtype", lambda config: "bfloat16")
+    monkeypatch.setattr(qlora, "OPTIMIZER", "adamw_torch")
+    save_records(synth_records(16, seed=0), tmp_path / "d.jsonl", "jsonl")
+    out = tmp_path / "run"
+    result = train(_config(model=str(tiny_model_dir), data=str(tmp_path / "d.jsonl"), out=str(out), qlora=True,
+                           max_steps=3, batch_size=4, grad_accum=1, max_len=64, lr=1e-2, progress=False,
+                           save_every=1000, warmup_ratio=0.0), log=lambda *_: None, callbacks=[FlagFourBit()])
+    assert result.steps == 3
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    assert tensors and all(t.dtype == torch.bfloat16 for t in tensors.values())  # the recipe's bf16 adapter
+    model, _ = load_model(out)  # the usual peft adapter: loads onto its base and merges
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[1, 5, 9]])).logits).all()
