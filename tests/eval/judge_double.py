@@ -8,6 +8,9 @@ with `fail_next` (each serves one request) or set for every request with `always
 "garbage" (a web page), "unparseable" (no verdict), "ambiguous" ([[A]] and [[B]]), "huge" (a body past any cap),
 "nan" (NaN logprobs), "slow".
 
+Quality scores (`pacos data score`'s prompt): the reply is `Score: X` for a response holding `<score=X>` (X
+any text, so a test can make the judge say 7, -1 or NaN), else `Score: 3`, then a line of reason.
+
 `JudgeDouble(bias=(length_scale, position_logit))` is a judge with a known length and position bias instead:
 P(A wins) = expit((len(A) - len(B)) / length_scale + position_logit), its verdict the likelier letter and its
 top_logprobs those probabilities (a small one for the tie), so two equally good answers get a preference that
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = "<best>"
+SCORE_MARK = re.compile(r"<score=([^>]*)>")
 BIASED = "<biased>"
 LETTER_P = {"chosen": 0.7, "other": 0.2, "third": 0.1}
 
@@ -91,6 +96,10 @@ class JudgeDouble:
             return "Both answers have merits; I cannot decide.", None
         if fault == "ambiguous":
             return "Assistant A [[A]] is longer, but assistant B [[B]] is right.", None
+        if "\n[End of response]" in user:
+            mark = SCORE_MARK.search(user.rsplit("[Response]\n", 1)[1])
+            value = mark.group(1) if mark else "3"
+            return f"Score: {value}\nThe response carries the mark {value}.", None
         probs = list(LETTER_P.values())
         if pairwise and self.bias:
             a, b = shown_answers(user)

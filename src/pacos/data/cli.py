@@ -1,4 +1,4 @@
-"""`pacos data ...`: validate, convert, stats, preview, synth, dedup — parsing only, work is done in the modules."""
+"""`pacos data ...`: validate, convert, stats, preview, synth, dedup, score, filter — parsing only, work is done in the modules."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--against", action="append", default=[], help="also compare with the records of FILE (repeatable)")
     p.add_argument("--field", default="instruction", help="field compared (default: instruction)")
     p.set_defaults(func=_dedup)
+
+    from pacos.data import quality_cli  # score and filter: flags generated from their configs
+
+    quality_cli.register(cmds)
 
 
 def _validate(args) -> int:
