@@ -24,6 +24,7 @@ from pacos.eval.judge_cache import JudgementCache
 from pacos.eval.judge_config import JudgeConfig
 from pacos.options import check_fields, option
 from pacos.remote.client import RemoteModel
+from pacos.remote.jobs import chat_within_budget, run_workers
 from pacos.remote.spend import Prices, Spend
 
 KEPT_TEXT = 20_000  # of a judge's reply, what the cache keeps for reading
@@ -128,52 +129,32 @@ def _key(judge: JudgeConfig, record) -> str | None:
 async def _score_all(queue: list, judge: JudgeConfig, client: RemoteModel, spend: Spend, cache: JudgementCache,
                      results: dict, bar) -> str | None:
     """Judge `queue` ((key, Rated) pairs) with --concurrency workers; 'max-cost' when the budget stopped them."""
-    queue = list(reversed(queue))
-    stopped: list[str] = []
 
-    async def worker():
-        while queue and not stopped:
-            key, rated = queue.pop()
-            result = await score_one(rated, judge, client, spend)
-            if result is None:
-                stopped.append("max-cost")
-                return
-            if result.get("error") != "bad_response":  # a gateway's page is asked again on the next run
-                cache.put(key, result)  # one commit per judgement: a kill loses only those in flight
-            results[key] = {**result, "cached": False}
-            bar.set_postfix_str(spend.describe(), refresh=False)
-            bar.update(1)
+    async def one(item) -> bool:
+        key, rated = item
+        result = await score_one(rated, judge, client, spend)
+        if result is None:
+            return False
+        if result.get("error") != "bad_response":  # a gateway's page is asked again on the next run
+            cache.put(key, result)  # one commit per judgement: a kill loses only those in flight
+        results[key] = {**result, "cached": False}
+        bar.set_postfix_str(spend.describe(), refresh=False)
+        bar.update(1)
+        return True
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(judge.concurrency, len(queue)))]
-    try:
-        if workers:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception():
-                    raise task.exception()
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-    return stopped[0] if stopped else None
+    return "max-cost" if await run_workers(queue, judge.concurrency, one) else None
 
 
 async def score_one(rated: Rated, judge: JudgeConfig, client: RemoteModel, spend: Spend) -> dict | None:
     """{score, reason} or {score: None, error}, with the tokens spent; a reply that is not a score is asked
     for once more. None when --max-cost leaves no room for the request."""
     messages = score_messages(rated)
-    chars = sum(len(m["content"]) for m in messages)
     result: dict = {"score": None, "prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
     for _attempt in range(2):
-        estimate = spend.estimate(chars, judge.max_tokens)
-        if not spend.reserve(estimate):
+        reply = await chat_within_budget(client, spend, messages, temperature=judge.temperature,
+                                         max_tokens=judge.max_tokens)
+        if reply is None:
             return None
-        reply = None
-        try:
-            reply = await client.chat(messages, temperature=judge.temperature, max_tokens=judge.max_tokens)
-        finally:
-            spend.settle(estimate, chars, reply.prompt_tokens if reply else 0,
-                         reply.completion_tokens if reply else 0, reply.requests if reply else 0)
         result["prompt_tokens"] += reply.prompt_tokens
         result["completion_tokens"] += reply.completion_tokens
         result["requests"] += reply.requests

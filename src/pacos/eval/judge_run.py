@@ -17,6 +17,7 @@ from pacos.eval.judge_plan import Game, Plan, by_model, pairwise_plan, pairwise_
 from pacos.eval.judge_verdicts import parse_pairwise, parse_rating, preference_first, verdict_probabilities
 from pacos.eval.questions import ANSWERS_FORMAT, load_answers, load_questions
 from pacos.remote.client import RemoteModel
+from pacos.remote.jobs import chat_within_budget, run_workers
 from pacos.remote.spend import Spend
 
 
@@ -124,52 +125,32 @@ def load_references(path: str | None) -> dict[str, tuple[str, ...]]:
 async def _judge_games(todo: list[Game], config: JudgeRunConfig, client: RemoteModel, spend: Spend,
                        cache: JudgementCache, results: dict, fresh: set, bar) -> str | None:
     """Judge `todo` with --concurrency workers; 'max-cost' when the budget stopped them."""
-    queue = list(reversed(todo))
-    stopped: list[str] = []
 
-    async def worker():
-        while queue and not stopped:
-            game = queue.pop()
-            result = await judge_game(game, config, client, spend)
-            if result is None:
-                stopped.append("max-cost")
-                return
-            cache.put(game.key, result)  # one commit per finished game: a kill loses only those in flight
-            results[game.key] = result
-            fresh.add(game.key)
-            bar.set_postfix_str(spend.describe(), refresh=False)
-            bar.update(1)
+    async def one(game: Game) -> bool:
+        result = await judge_game(game, config, client, spend)
+        if result is None:
+            return False
+        cache.put(game.key, result)  # one commit per finished game: a kill loses only those in flight
+        results[game.key] = result
+        fresh.add(game.key)
+        bar.set_postfix_str(spend.describe(), refresh=False)
+        bar.update(1)
+        return True
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(config.judge.concurrency, len(todo)))]
-    try:
-        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION) if workers else ((), ())
-        for task in done:
-            if task.exception():
-                raise task.exception()
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-    return stopped[0] if stopped else None
+    return "max-cost" if await run_workers(todo, config.judge.concurrency, one) else None
 
 
 async def judge_game(game: Game, config: JudgeRunConfig, client: RemoteModel, spend: Spend) -> dict | None:
     """The finished game (what the cache keeps), a verdict that cannot be read asked for once more; None when
     --max-cost leaves no room for the request."""
     judge, pairwise = config.judge, bool(game.order)
-    chars = sum(len(m["content"]) for m in game.messages)
     result = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
     for _attempt in range(2):
-        estimate = spend.estimate(chars, judge.max_tokens)
-        if not spend.reserve(estimate):
+        reply = await chat_within_budget(client, spend, game.messages, temperature=judge.temperature,
+                                         max_tokens=judge.max_tokens,
+                                         top_logprobs=TOP_LOGPROBS if judge.logprobs else 0)
+        if reply is None:
             return None
-        reply = None
-        try:
-            reply = await client.chat(game.messages, temperature=judge.temperature, max_tokens=judge.max_tokens,
-                                      top_logprobs=TOP_LOGPROBS if judge.logprobs else 0)
-        finally:
-            spend.settle(estimate, chars, reply.prompt_tokens if reply else 0,
-                         reply.completion_tokens if reply else 0, reply.requests if reply else 0)
         result["prompt_tokens"] += reply.prompt_tokens
         result["completion_tokens"] += reply.completion_tokens
         result["requests"] += reply.requests
