@@ -127,8 +127,9 @@ def test_checkpointing_and_precision_change_the_activations(tmp_path):
     assert _term(checkpointed, "activations") < _term(plain, "activations") / 5
     fp32 = _plan(model, bf16="off")
     assert fp32.precision == "fp32" and "bf16 weight copies" not in {t.name for t in fp32.terms}
-    half = _plan(_llama_dir(tmp_path, LLAMA_7B, "bfloat16"))
-    assert _term(half, "optimizer") == pytest.approx(4 * half.model.params)  # torch AdamW: bf16 moments
+    half = _plan(_llama_dir(tmp_path, LLAMA_7B, "bfloat16"))  # full fine-tuning loads fp32 master weights
+    assert half.model.dtype == "float32" and _term(half, "optimizer") == pytest.approx(8 * half.model.params)
+    assert _term(half, "weights") == _term(_plan(model), "weights")  # as from an fp32 checkpoint
     t4 = _plan(model, gpu="t4")  # no bf16 on a T4: --bf16 auto trains fp32
     assert t4.precision == "fp32"
     with pytest.raises(ConfigError, match="no bfloat16"):

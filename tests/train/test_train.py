@@ -130,3 +130,24 @@ def test_train_bad_input_is_one_line_error(tiny_model_dir, synth_file, tmp_path,
     proc = run_pacos("train", *args, "--out", tmp_path / "out", "--max-steps", "1")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and message in proc.stderr
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_bf16_checkpoint_trains_from_fp32_weights(tiny_model_dir, synth_file, tmp_path, lora):
+    # Full fine-tuning keeps fp32 master weights whatever the checkpoint's dtype (AdamW moments in bf16 would
+    # lose the small updates); on a CPU the LoRA base is fp32 too.
+    model, tokenizer = load_model(tiny_model_dir)
+    half = tmp_path / "bf16"
+    model.to(torch.bfloat16).save_pretrained(half)
+    tokenizer.save_pretrained(half)
+    assert load_model(half)[0].dtype == torch.bfloat16
+    seen = []
+
+    class Dtypes(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kw):
+            seen.append({p.dtype for p in model.parameters()})
+            seen.append({t.dtype for s in optimizer.state.values() for t in s.values() if t.dim() > 0})
+
+    train(_config(half, synth_file, tmp_path / "out", max_steps=1, lora=lora), log=lambda *_: None,
+          callbacks=[Dtypes()])
+    assert seen == [{torch.float32}, {torch.float32}]

@@ -71,6 +71,18 @@ class RunStart:
     tokenizer: object
 
 
+def weights_dtype(config: TrainConfig):
+    """The dtype the trained model is loaded in: fp32 master weights for full fine-tuning, as the Alpaca recipe
+    (a bf16/fp16 checkpoint trained as loaded would keep its AdamW moments in 16 bits, where fp16 underflows;
+    `--bf16` then autocasts the compute); for LoRA the frozen base stays in the checkpoint's dtype on a GPU
+    (the adapters are fp32 either way) and is fp32 on a CPU, where 16-bit matmuls are slow or emulated."""
+    import torch
+
+    if config.lora and torch.cuda.is_available():
+        return None  # the checkpoint's own dtype
+    return torch.float32
+
+
 def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
     """What every method does first: the output directory, the checkpoint to resume, the items (`load`ed from
     each --data source and mixed, unless given) and the model with a pad token, ready to train."""
@@ -101,7 +113,7 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
 
         model, tokenizer = load_quantized(config, local_compute_dtype(config))
     else:
-        model, tokenizer = load_model(config.model, trainable=True)
+        model, tokenizer = load_model(config.model, trainable=True, dtype=weights_dtype(config))
     tokenizer.padding_side = "right"
     log(ensure_pad_token(tokenizer, model, add=not config.lora))
     return RunStart(out, ckpt_dir, resume_from, items, counts, model, tokenizer)

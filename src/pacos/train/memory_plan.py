@@ -4,7 +4,8 @@ Pure arithmetic on plain values (no torch); `pacos train --dry-run` reads config
 and `Setup` from the flags and prints `format_plan`. docs/train_memory.md derives every term and compares
 the plan with published runs and with measured CPU peaks.
 
-- Weights, gradients, optimizer state: bytes per parameter as pacos trains (weights in the checkpoint's dtype,
+- Weights, gradients, optimizer state: bytes per parameter as pacos trains (full fine-tuning: fp32 master
+  weights whatever the checkpoint's dtype; LoRA: the frozen base in the checkpoint's dtype on a GPU, fp32 on a CPU;
   torch AdamW's two moments in the parameters' dtype, LoRA adapters in fp32 as peft keeps them); divided by
   the device count under FSDP full_shard, whole on every device under DDP (plus DDP's gradient buckets).
 - Activations: the tensors autograd keeps for the backward pass, per token and decoder layer, counted for
@@ -19,7 +20,7 @@ the plan with published runs and with measured CPU peaks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pacos.errors import PacosError
 
@@ -202,9 +203,11 @@ def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
     """What each device holds at the peak of a training step (the start of the backward pass)."""
     if setup.method not in METHODS:
         raise PacosError(f"method must be one of {', '.join(METHODS)} (got {setup.method!r})")
-    weight_bytes = DTYPE_BYTES.get(model.dtype)
-    if weight_bytes is None:
+    if model.dtype not in DTYPE_BYTES:
         raise PacosError(f"the model's weights are {model.dtype}; the plan knows {', '.join(DTYPE_BYTES)}")
+    if setup.method == "full" or (setup.method == "lora" and setup.device == "cpu"):
+        model = replace(model, dtype="float32")  # as pacos.train.loop.weights_dtype loads them
+    weight_bytes = DTYPE_BYTES[model.dtype]
     lora = setup.method != "full"
     lora_params = _lora_params(model, setup) if lora else 0
     trainable = lora_params if lora else model.params
@@ -236,7 +239,7 @@ def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
                   Term("gradients", lora_params * 4, "LoRA parameters only"),
                   Term("optimizer", lora_params * 8, "AdamW: two fp32 moments")]
     else:
-        precision = _precision_name(model.dtype, setup.bf16)
+        precision = _precision_name(setup.bf16)
         moments = "two fp32 moments" if weight_bytes == 4 else f"two {model.dtype} moments (torch AdamW)"
         note = f" / {shard} devices (FSDP full_shard)" if shard > 1 else ""
         terms += [Term("weights", model.params * weight_bytes / shard,
@@ -277,10 +280,7 @@ def plan_memory(model: ModelShape, setup: Setup) -> MemoryPlan:
     return MemoryPlan(model, setup, precision, trainable, terms, layer_activations=per_layer)
 
 
-def _precision_name(dtype: str, bf16: bool) -> str:
-    if DTYPE_BYTES[dtype] == 2:
-        return f"{dtype} weights: weights, gradients and AdamW moments in {dtype}" + (
-            ", bf16 autocast" if bf16 else "")
+def _precision_name(bf16: bool) -> str:
     return "bf16 mixed precision (fp32 weights, bf16 compute)" if bf16 else "fp32"
 
 

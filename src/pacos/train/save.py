@@ -72,7 +72,8 @@ def verify_adapter(model, out: Path) -> None:
 
     from pacos.models.loading import load_model
 
-    reloaded, _ = load_model(out, merge_adapter=False)
+    # The base in the dtype it was trained in (pacos.train.loop.weights_dtype), not the checkpoint's.
+    reloaded, _ = load_model(out, merge_adapter=False, dtype=model.get_input_embeddings().weight.dtype)
     probe = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 29]]) % model.get_input_embeddings().num_embeddings
     was_training = model.training
     model.eval()
