@@ -81,6 +81,7 @@ def write_histogram(scores: list[float], path, threshold: float | None = None, t
     """A bar per score bin, the threshold as a dashed line; written atomically as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7, 3.5))
     FigureCanvasAgg(fig)
@@ -94,6 +95,7 @@ def write_histogram(scores: list[float], path, threshold: float | None = None, t
         ax.legend(loc="upper left", fontsize="small")
     ax.set_xlabel("quality score (judge, 0-5)")
     ax.set_ylabel("records")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize="medium")
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
