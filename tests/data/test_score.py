@@ -153,6 +153,16 @@ def test_formats_are_kept_and_a_multi_turn_chat_is_unscored(double, tmp_path):
     assert QUALITY_FIELD not in lines[1] and summary.unscored == {"multi_turn": 1} and len(double.requests) == 1
 
 
+def test_a_record_past_max_chars_is_not_sent(double, tmp_path):
+    data = write_alpaca(tmp_path / "a.json", [4, 3])
+    records = json.loads(Path(data).read_text())
+    records[1]["output"] += "x" * 200
+    Path(data).write_text(json.dumps(records))
+    summary, out = run_score(double, tmp_path, data, max_chars=100)
+    assert [r.get(QUALITY_FIELD, {}).get("score") for r in out] == [4, None] and len(double.requests) == 1
+    assert summary.unscored == {"too_long": 1} and "unscored: too_long 1" in summary.describe()
+
+
 def test_kill_9_then_rerun_judges_each_record_once(tmp_path):
     double = JudgeDouble(delay=0.15)
     try:
@@ -232,6 +242,8 @@ def test_bad_data_files_are_one_line_errors(double, tmp_path, capsys):
     assert f"{bad}:2" in capsys.readouterr().err
     assert main(["data", "filter", str(bad), "--out", str(tmp_path / "f.jsonl"), "--min-score", "6"]) == 2
     assert "--min-score" in capsys.readouterr().err
+    assert main(["data", "filter", str(bad), "--out", str(tmp_path / "f.jsonl"), "--plot", "p.png", "--no-plot"]) == 2
+    assert "--no-plot" in capsys.readouterr().err
     double.always = "500"
     good = write_alpaca(tmp_path / "good.json", [4])
     assert main(["data", "score", good, "--judge-url", double.url, "--judge-model", double.model,

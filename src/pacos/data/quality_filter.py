@@ -10,7 +10,7 @@ from pathlib import Path
 from pacos.data.formats import detect_format, load_records, save_records
 from pacos.data.quality import BIN_WIDTH, MAX_SCORE, bin_label, describe_histogram, histogram, score_of
 from pacos.errors import DataError
-from pacos.options import check_fields, option
+from pacos.options import ConfigError, check_fields, option
 
 
 @dataclass
@@ -24,6 +24,8 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.plot and self.no_plot:
+            raise ConfigError("--plot FILE and --no-plot: give one")
 
     @property
     def plot_path(self) -> Path | None:

@@ -36,6 +36,8 @@ class ScoreConfig:
     out: str = option(help="the records with their scores, in the input's format (written atomically; "
                            "a self-instruct file is written as jsonl)", path=True)
     judge: JudgeConfig = option(help="the judge's settings")
+    max_chars: int = option(50_000, "a record longer than this (instruction, input and response, in characters) "
+                                    "is not sent and stays unscored (too_long)", ge=1)
     cache: str | None = option(None, "SQLite cache of every judgement (default: OUT's name + .cache.sqlite)")
     progress: bool | None = option(None, "no progress bar (default: a bar only on a terminal)")
     prices: Prices = option(default_factory=Prices, help="prices and the cost limit")  # noqa: RUF009
@@ -93,8 +95,10 @@ async def score_async(config: ScoreConfig, client: RemoteModel | None = None) ->
     records = load_records(config.data, fmt)
     summary = ScoreSummary(str(config.out), records=len(records), spend=Spend(config.prices))
     judge = config.judge
-    keys = [_key(judge, r) for r in records]
-    todo = {k: rated_of(r) for k, r in zip(keys, records) if k is not None}
+    rated = [rated_of(r) for r in records]
+    skipped = [_skipped(x, config.max_chars) for x in rated]  # why a record is not sent, or None
+    keys = [None if why else score_key(judge.model, SCORE_PROMPT.version, x) for x, why in zip(rated, skipped)]
+    todo = {k: x for k, x in zip(keys, rated) if k is not None}
     summary.distinct = len(todo)
     cache = JudgementCache(config.cache_path)
     results: dict[str, dict] = {}
@@ -113,7 +117,7 @@ async def score_async(config: ScoreConfig, client: RemoteModel | None = None) ->
             bar.close()
             if own_client:
                 await client.close()
-            _write(records, keys, results, fmt, config, summary)  # also when the judge failed: what is done is saved
+            _write(records, keys, skipped, results, fmt, config, summary)  # also when the judge failed: what is done is saved
     finally:
         cache.close()
     summary.sent = sum(1 for k in results if not results[k].get("cached"))
@@ -121,9 +125,12 @@ async def score_async(config: ScoreConfig, client: RemoteModel | None = None) ->
     return summary
 
 
-def _key(judge: JudgeConfig, record) -> str | None:
-    rated = rated_of(record)
-    return score_key(judge.model, SCORE_PROMPT.version, rated) if rated is not None else None
+def _skipped(rated: Rated | None, max_chars: int) -> str | None:
+    if rated is None:
+        return "multi_turn"
+    if len(rated.instruction) + len(rated.input) + len(rated.response) > max_chars:
+        return "too_long"  # a judge would refuse it (HTTP 400) and stop the run, on every rerun
+    return None
 
 
 async def _score_all(queue: list, judge: JudgeConfig, client: RemoteModel, spend: Spend, cache: JudgementCache,
@@ -171,12 +178,13 @@ async def score_one(rated: Rated, judge: JudgeConfig, client: RemoteModel, spend
     return result
 
 
-def _write(records: list, keys: list, results: dict, fmt: str, config: ScoreConfig, summary: ScoreSummary) -> None:
-    """Every record, in order, with its `quality` field: a score, an error, or none yet (not judged)."""
-    for record, key in zip(records, keys):
+def _write(records: list, keys: list, skipped: list, results: dict, fmt: str, config: ScoreConfig,
+           summary: ScoreSummary) -> None:
+    """Every record, in order, with its `quality` field: a score, an error, or none (not sent, not judged yet)."""
+    for record, key, why in zip(records, keys, skipped):
         record.extra.pop(QUALITY_FIELD, None)  # an earlier run's score is not this judge's
-        if key is None:
-            summary.unscored["multi_turn"] += 1
+        if why:
+            summary.unscored[why] += 1
             continue
         result = results.get(key)
         if result is None:
