@@ -325,7 +325,7 @@ def format_plan(plan: MemoryPlan, gpu: str | None = None) -> str:
     s = plan.setup
     lines = [
         f"memory plan per device: {s.method} fine-tuning, {plan.precision}",
-        f"  model: {plan.model.params / 1e9:.2f}B parameters ({plan.model.layers} layers, hidden "
+        f"  model: {_count(plan.model.params)} parameters ({plan.model.layers} layers, hidden "
         f"{plan.model.hidden}, {plan.model.dtype}); trainable: {plan.trainable:,}",
         f"  devices: {s.devices}{' (FSDP full_shard)' if s.fsdp else ' (DDP)' if s.devices > 1 else ''}; "
         f"batch {s.batch_size} x {s.max_len} tokens per device; gradient checkpointing "
@@ -342,3 +342,8 @@ def format_plan(plan: MemoryPlan, gpu: str | None = None) -> str:
 
 def _gib(n: float) -> str:
     return f"{n / GIB:.2f} GiB" if n >= 0.01 * GIB else f"{n / MIB:.1f} MiB" if n >= MIB / 10 else f"{math.ceil(n)} B"
+
+
+def _count(n: int) -> str:
+    """A parameter count as people write it: 6.74B, 25.7M."""
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
