@@ -50,8 +50,8 @@ def write_alpaca(path, scores, extra=None):
 
 def run_score(double, tmp_path, data, judge=None, **overrides):
     settings_ = dict(url=double.url, model=double.model, concurrency=3, max_retries=1, backoff_base=0.01, timeout=5)
-    config = ScoreConfig(data=data, out=str(tmp_path / "scored.json"), judge=JudgeConfig(**{**settings_, **(judge or {})}),
-                         progress=False, **overrides)
+    judge = JudgeConfig(**{**settings_, **(judge or {})})
+    config = ScoreConfig(data=data, out=str(tmp_path / "scored.json"), judge=judge, progress=False, **overrides)
     summary = score(config)
     return summary, json.loads(Path(config.out).read_text())
 

@@ -107,7 +107,7 @@ async def score_async(config: ScoreConfig, client: RemoteModel | None = None) ->
             if (found := cache.get(key)) is not None:
                 results[key] = {**found, "cached": True}
         summary.cached = len(results)
-        queue = [(k, rated) for k, rated in todo.items() if k not in results]
+        queue = [(k, x) for k, x in todo.items() if k not in results]
         own_client = client is None
         client = client or RemoteModel(judge)
         bar = _progress(len(todo), summary.cached, config.progress)
@@ -117,7 +117,7 @@ async def score_async(config: ScoreConfig, client: RemoteModel | None = None) ->
             bar.close()
             if own_client:
                 await client.close()
-            _write(records, keys, skipped, results, fmt, config, summary)  # also when the judge failed: what is done is saved
+            _write(records, keys, skipped, results, fmt, config, summary)  # also when the judge failed
     finally:
         cache.close()
     summary.sent = sum(1 for k in results if not results[k].get("cached"))
