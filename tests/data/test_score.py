@@ -23,8 +23,8 @@ from pacos.data.quality import (QUALITY_FIELD, SCORE_PROMPT, describe_histogram,
                                 score_of)
 from pacos.data.quality_filter import FilterConfig, filter_file
 from pacos.data.quality_score import ScoreConfig, score
-from pacos.eval.judge_config import JudgeConfig
 from pacos.remote.client import RemoteError
+from pacos.remote.config import JudgeConfig
 from pacos.remote.spend import Prices
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))  # importlib import mode: the judge double

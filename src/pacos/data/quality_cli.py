@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pacos.data.quality_filter import FilterConfig
 from pacos.data.quality_score import ScoreConfig
-from pacos.eval.judge_config import JudgeConfig
 from pacos.options import add_options, from_args
+from pacos.remote.config import JudgeConfig
 from pacos.remote.spend import Prices
 
 

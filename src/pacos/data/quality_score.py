@@ -1,5 +1,6 @@
-"""`pacos data score`'s flow: rate every record with the judge (pacos's score prompt, the eval judge's client
-and cache), write the records with their `quality` field atomically, and say what happened.
+"""`pacos data score`'s flow: rate every record with the judge (pacos's score prompt; the judge's client, cache
+and budget shared with `pacos eval judge`), write the records with their `quality` field atomically, and say
+what happened.
 
 Every finished judgement is committed to the SQLite cache at once, keyed by judge model, prompt version and
 the record's content: a rerun sends no request for a record already judged, and a kill -9 loses only the
@@ -20,10 +21,10 @@ from pathlib import Path
 from pacos.data.formats import detect_format, load_records, save_records
 from pacos.data.quality import (QUALITY_FIELD, SCORE_PROMPT, Rated, describe_histogram, parse_score, rated_of,
                                 score_messages)
-from pacos.eval.judge_cache import JudgementCache
-from pacos.eval.judge_config import JudgeConfig
 from pacos.options import check_fields, option
+from pacos.remote.cache import JudgementCache
 from pacos.remote.client import RemoteModel
+from pacos.remote.config import JudgeConfig
 from pacos.remote.jobs import chat_within_budget, run_workers
 from pacos.remote.spend import Prices, Spend
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pacos.eval.judge_config import JudgeConfig, JudgeRunConfig
+from pacos.eval.judge_config import JudgeRunConfig
 from pacos.options import add_options, from_args
+from pacos.remote.config import JudgeConfig
 from pacos.remote.spend import Prices
 
 

@@ -1,30 +1,17 @@
-"""The settings of `pacos eval judge`: the judge model (a remote role) and the run; flags generated from them."""
+"""The settings of `pacos eval judge`: the run, and the judge model (a remote role, remote.config.JudgeConfig);
+flags generated from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from pacos.options import ConfigError, check_fields, option
-from pacos.remote.config import OPENAI_URL, RemoteConfig
+from pacos.remote.config import JudgeConfig
 from pacos.remote.spend import Prices
 
 MODES = ("pairwise", "single", "reference")
 TOP_LOGPROBS = 5  # alternatives asked for per token: the three verdict letters fit with room to spare
-
-
-@dataclass(kw_only=True)
-class JudgeConfig(RemoteConfig):
-    ROLE: ClassVar[str] = "judge"
-
-    url: str = option(OPENAI_URL, "OpenAI-compatible base URL of the judge", flag="--judge-url", nonempty=True)
-    model: str = option(help="the judge model, e.g. gpt-4o (part of every cache key)", flag="--judge-model",
-                        nonempty=True)
-    temperature: float = option(0.0, "sampling temperature of the judge", ge=0)
-    max_tokens: int = option(1024, "tokens of one judgement (explanation and verdict)", ge=1)
-    logprobs: bool = option(False, "ask for the verdict token's log probabilities: a continuous preference "
-                                   "(pairwise) as AlpacaEval 2 computes it")
 
 
 @dataclass

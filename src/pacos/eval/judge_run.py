@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from pacos.data.atomic_write import write_objects
 from pacos.errors import DataError
-from pacos.eval.judge_cache import JudgementCache
 from pacos.eval.judge_config import TOP_LOGPROBS, JudgeRunConfig
 from pacos.eval.judge_plan import Game, Plan, by_model, pairwise_plan, pairwise_record, rating_plan, rating_record
 from pacos.eval.judge_verdicts import parse_pairwise, parse_rating, preference_first, verdict_probabilities
 from pacos.eval.questions import ANSWERS_FORMAT, load_answers, load_questions
+from pacos.remote.cache import JudgementCache
 from pacos.remote.client import RemoteModel
 from pacos.remote.jobs import chat_within_budget, run_workers
 from pacos.remote.spend import Spend

@@ -1,8 +1,9 @@
-"""Settings of a remote OpenAI-compatible model: what every remote role shares, and the teacher's own.
+"""Settings of a remote OpenAI-compatible model: what every remote role shares, and each role's own.
 
-A role (the teacher of self-instruct, a judge) is a subclass of RemoteConfig that adds `url` and `model` with
-its own flags (`--teacher-url`, `--judge-url`) and what it sends; the transport settings (key, concurrency,
-deadline, size cap, retries) are written once, here, and keep the same flags in every command.
+A role (the teacher of self-instruct; the judge of `pacos eval judge` and `pacos data score`) is a subclass of
+RemoteConfig that adds `url` and `model` with its own flags (`--teacher-url`, `--judge-url`) and what it sends;
+the transport settings (key, concurrency, deadline, size cap, retries) are written once, here, and keep the same
+flags in every command.
 """
 
 from __future__ import annotations
@@ -56,3 +57,16 @@ class TeacherConfig(RemoteConfig):
     temperature: float = option(1.0, "sampling temperature", ge=0)
     top_p: float = option(1.0, "nucleus sampling mass", ge=0, le=1)
     max_tokens: int = option(3072, "tokens per answer", ge=1)
+
+
+@dataclass(kw_only=True)
+class JudgeConfig(RemoteConfig):
+    ROLE: ClassVar[str] = "judge"
+
+    url: str = option(OPENAI_URL, "OpenAI-compatible base URL of the judge", flag="--judge-url", nonempty=True)
+    model: str = option(help="the judge model, e.g. gpt-4o (part of every cache key)", flag="--judge-model",
+                        nonempty=True)
+    temperature: float = option(0.0, "sampling temperature of the judge", ge=0)
+    max_tokens: int = option(1024, "tokens of one judgement (explanation and verdict)", ge=1)
+    logprobs: bool = option(False, "ask for the verdict token's log probabilities: a continuous preference "
+                                   "(pairwise) as AlpacaEval 2 computes it")
