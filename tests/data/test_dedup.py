@@ -200,3 +200,33 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys, content, message):
     assert main(["data", "dedup", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl")]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
+
+
+def test_chinese_file_gets_the_unicode_tokenizer_and_keeps_exactly_the_distinct_tasks(tmp_path, capsys):
+    records = [json.loads(line) for line in (FIXTURES / "zh_instructions.jsonl").open()]
+    distinct = [r for r in records if r["duplicate_of"] is None]
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "dedup", str(FIXTURES / "zh_instructions.jsonl"), str(out)]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == distinct
+    captured = capsys.readouterr()
+    assert "unicode tokens" in captured.out and "warning" not in captured.err
+
+
+def test_rouge_tokenizer_on_chinese_warns_and_shows_the_issue(tmp_path, capsys):
+    """rouge_score's tokens: near duplicates (no digits: no tokens) are kept, and 计算半径为5的圆的面积。 (token
+    `5`) is dropped as a copy of 列出5种不同的说服性写作技巧。."""
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "dedup", str(FIXTURES / "zh_instructions.jsonl"), str(out), "--tokenizer", "rouge"]) == 0
+    kept = [json.loads(line)["instruction"] for line in out.read_text().splitlines()]
+    assert "计算半径为5的圆的面积。" not in kept and "列出五种不同的说服性写作技巧。" in kept
+    err = capsys.readouterr().err
+    assert "warning:" in err and "use --tokenizer unicode" in err
+
+
+def test_progress_bar_shows_rate_and_eta(tmp_path, capsys):
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": f"task number {i}"} for i in range(3000)])
+    dedup_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=True)
+    err = capsys.readouterr().err
+    assert "dedup: 100%" in err and "3000/3000" in err and "rec/s" in err and "<00:00" in err
+    dedup_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl")  # not a terminal: no bar
+    assert capsys.readouterr().err == ""

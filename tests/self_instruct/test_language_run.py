@@ -81,9 +81,6 @@ def test_other_codes_fall_back_or_fail_in_one_line(teacher, tmp_path, capsys):
         SelfInstructConfig(seed_tasks="s", out="o", pipeline="self-instruct", language="zh")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the unicode ROUGE-L tokenizer (SelfInstructConfig.tokenizer, picked "
-                   "for non-English --language), not landed yet: rouge_score's tokens are [a-z0-9]+ only, so "
-                   "Chinese near duplicates score 0 and tasks sharing only a digit score 1")
 def test_chinese_novelty_keeps_every_distinct_task_and_drops_near_duplicates(teacher, tmp_path):
     """Every ZH_TASKS instruction is distinct (pairwise character ROUGE-L F <= 0.61, several sharing a digit
     or a few characters); the teacher also writes each with one character dropped. Asking for exactly

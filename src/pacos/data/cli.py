@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
+from pacos.data.rouge_index import INDEXED_FROM, METHODS
+from pacos.data.rouge_tokenizers import TOKENIZERS
 from pacos.prompting.templates import TEMPLATE_NAMES
 
 # Checked where the template is resolved (an unknown name is a one-line "unknown template" error).
@@ -60,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--against", action="append", default=[], help="also compare with the records of FILE (repeatable)")
     p.add_argument("--field", default="instruction", help="field compared (default: instruction)")
+    p.add_argument("--tokenizer", choices=TOKENIZERS, default="auto",
+                   help="rouge: rouge_score's [a-z0-9]+ tokens; unicode: words in any script, each CJK character a "
+                        "token (default auto: unicode when most records are mostly non-ASCII)")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="all-pairs, or indexed (exact length/prefix pruning, same decisions); default auto: "
+                        f"indexed from {INDEXED_FROM} records")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (default: a bar on a terminal)")
     p.set_defaults(func=_dedup)
 
     from pacos.data import quality_cli  # score and filter: flags generated from their configs
@@ -131,6 +141,7 @@ def _synth(args) -> int:
 def _dedup(args) -> int:
     from pacos.data.dedup import dedup_file
 
-    result = dedup_file(args.input, args.output, threshold=args.threshold, against=args.against, field=args.field)
+    result = dedup_file(args.input, args.output, threshold=args.threshold, against=args.against, field=args.field,
+                        tokenizer=args.tokenizer, method=args.method, progress=args.progress)
     print(result)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pacos.data.rouge_tokenizers import TOKENIZERS, tokenizer_for_language
 from pacos.options import ConfigError, check_fields, option
 from pacos.remote.config import TeacherConfig
 from pacos.self_instruct.languages import get_language
@@ -25,6 +26,9 @@ class SelfInstructConfig:
     batch_size: int = option(5, "prompts per batch (one completions request; one chat request each)", ge=1)
     threshold: float = option(0.7, "ROUGE-L F above which an instruction is a near-duplicate and dropped",
                               ge=0, le=1)
+    tokenizer: str = option("auto", "ROUGE-L tokens of the novelty check: rouge (rouge_score's [a-z0-9]+, Alpaca's) "
+                            "or unicode (words in any script, each CJK character a token); auto: rouge for "
+                            "--language en, unicode for any other (default: auto)", choices=TOKENIZERS)
     seed: int = option(0, "seed of the prompt sampling")
     price_in: float = option(0.0, "$ per 1M prompt tokens", ge=0)
     price_out: float = option(0.0, "$ per 1M completion tokens", ge=0)
@@ -39,6 +43,7 @@ class SelfInstructConfig:
             raise ConfigError("pacos self-instruct needs --seed-tasks FILE and --out FILE.jsonl")
         check_fields(self)
         self.language = get_language(self.language).code
+        self.tokenizer = tokenizer_for_language(self.tokenizer, self.language)
         if self.pipeline == "self-instruct" and self.language != "en":
             raise ConfigError("--pipeline self-instruct has English prompts only; use --pipeline alpaca with "
                               f"--language {self.language}")

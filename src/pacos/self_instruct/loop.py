@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 from pacos.data.dedup import RougeDeduper
+from pacos.data.rouge_tokenizers import sparse_rouge_warning
 from pacos.errors import DataError
 from pacos.self_instruct.accounting import ProgressBar, Totals
 from pacos.self_instruct.bad_answers import BadAnswerStreak, Problem, answer_problem
@@ -96,7 +98,10 @@ class Generation:
         self._check_language()
         pool = [s.instruction for s in self.seeds] + [r["instruction"] for r in self.resumed.records]
         pool += [text for entry in self.resumed.log for text in entry.get("pool_extra", [])]
-        self.deduper = RougeDeduper(config.threshold, pool)
+        self.deduper = RougeDeduper(config.threshold, pool, tokenizer=config.tokenizer)
+        warning = sparse_rouge_warning(pool, "seed and kept instructions") if config.tokenizer == "rouge" else None
+        if warning:
+            print(warning, file=sys.stderr)
         self.machine_instructions = [(r["batch"], r["instruction"]) for r in self.resumed.records]
         self.totals = Totals()
         for entry in self.resumed.log:
