@@ -39,6 +39,10 @@ def load_engine(model_ref: str, name: str | None = None, *, template: str | None
     resolved for records of `kind` ("instruction" or "conversation"): the one given, else the one the model was
     trained with, else the default. `threads`: CPU threads (llama.cpp's, or torch's)."""
     name = engine_for(model_ref, name)
+    if name != GGUF_ENGINE:
+        from pacos.models.loading import check_model_ref
+
+        check_model_ref(model_ref)  # a missing directory: one line before torch and transformers load (seconds)
     if name == "vllm":
         from pacos.infer.vllm_engine import VLLMEngine
 

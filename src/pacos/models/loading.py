@@ -75,6 +75,14 @@ def load_model(ref: str | Path, *, dtype=None, merge_adapter: bool = True, train
     return model, tokenizer
 
 
+def check_model_ref(ref: str) -> None:
+    """A ModelLoadError for a reference that names a local directory that is not there (no imports, no I/O
+    beyond one stat): a path (`./m`, `/m`, `~/m`, `a/b/c`) must exist; `org/name` may be a hub id."""
+    ref = str(ref)
+    if not Path(ref).expanduser().exists() and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
+        raise ModelLoadError(f"{ref}: no such directory (give a local model directory or a hub id like org/name)")
+
+
 def _from_pretrained(cls, ref: str, what: str, **kwargs):
     path = Path(ref).expanduser()
     if path.exists():
@@ -82,8 +90,7 @@ def _from_pretrained(cls, ref: str, what: str, **kwargs):
             return cls.from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"could not load the {what} in {ref}: {first_line(e)}") from None
-    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise ModelLoadError(f"{ref}: no such directory (give a local model directory or a hub id like org/name)")
+    check_model_ref(ref)
     # A hub id: the local cache first (fast, works offline), then the hub if it can be reached at all.
     try:
         return cls.from_pretrained(ref, local_files_only=True, **kwargs)

@@ -33,7 +33,7 @@ def encode_pairs(pairs, tokenizer, template, max_len: int) -> tuple[list[dict], 
 def _trainer_class():
     from trl import DPOTrainer
 
-    from pacos.train.checkpoints import ResumingTrainer
+    from pacos.train.resuming import ResumingTrainer
 
     class PretokenizedDPOTrainer(ResumingTrainer, DPOTrainer):
         """DPOTrainer taking rows pacos already tokenized (TRL would re-render them with the chat template)."""

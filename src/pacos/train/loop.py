@@ -87,7 +87,7 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
     """What every method does first: the output directory, the checkpoint to resume, the items (`load`ed from
     each --data source and mixed, unless given) and the model with a pad token, ready to train."""
     from pacos.data.mixture import counts_summary, load_mixture
-    from pacos.models.loading import load_model
+    from pacos.models.loading import check_model_ref, load_model
     from pacos.prompting.special_tokens import ensure_pad_token
     from pacos.train.checkpoints import choose_resume_checkpoint
     from pacos.train.distributed import is_main_process
@@ -96,6 +96,7 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
         from pacos.train.qlora import check_qlora
 
         check_qlora()  # no GPU or no bitsandbytes: one line now, not after loading the data
+    check_model_ref(config.model)  # a missing local directory: one line before the data is read
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
     # Chosen before the model loads: a run with nothing to resume from fails in a second, not a minute.
@@ -129,19 +130,9 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
         raise PacosError(f"--method {config.method}: train() is SFT; call pacos.train.dpo.train_dpo")
     import time
 
-    import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainingArguments
-    from transformers import ProgressCallback as HFProgress
-
     from pacos.data.formats import load_records
     from pacos.prompting.templates import get_template, record_kind
     from pacos.train import distributed
-    from pacos.train.arguments import trainer_arguments
-    from pacos.train.checkpoints import ResumingTrainer
-    from pacos.train.lora import wrap_lora
-    from pacos.train.packing import choose_packing, packed_collator, padded_collator, restore_attention
-    from pacos.train.progress import JsonlLogCallback, ProgressCallback
 
     processes = distributed.world_size()
     if config.nproc > 1 and not distributed.launched():
@@ -154,6 +145,18 @@ def train(config: TrainConfig, records=None, log=print, callbacks=()) -> TrainRe
     if not main:
         log = _quiet  # rank 0 speaks for the run
     run = start_run(config, records, load_records, "records", log)
+    # The training stack loads once the data and the model did: a bad --data or --resume fails in a second.
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainingArguments
+    from transformers import ProgressCallback as HFProgress
+
+    from pacos.train.arguments import trainer_arguments
+    from pacos.train.lora import wrap_lora
+    from pacos.train.packing import choose_packing, packed_collator, padded_collator, restore_attention
+    from pacos.train.progress import JsonlLogCallback, ProgressCallback
+    from pacos.train.resuming import ResumingTrainer
+
     out, ckpt_dir, resume_from, records, counts = run.out, run.ckpt_dir, run.resume_from, run.items, run.counts
     model, tokenizer = run.model, run.tokenizer
     template = get_template(config.template, tokenizer, record_kind(records))
