@@ -13,6 +13,8 @@ import pytest
 
 from pacos.cli import build_parser, main
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
+from pacos.data.quality_filter import FilterConfig
+from pacos.data.quality_score import ScoreConfig
 from pacos.demo import DemoConfig
 from pacos.errors import PacosError
 from pacos.eval.answer import AnswerConfig, EndpointConfig
@@ -284,6 +286,8 @@ STAGES = [(("train",), TrainConfig, ()), (("train",), PlanOptions, ()),
           (("eval", "answer"), SamplingParams, ()), (("eval", "answer"), PromptOptions, ()),
           (("eval", "judge"), JudgeRunConfig, ("judge", "prices")), (("eval", "judge"), JudgeConfig, ()),
           (("eval", "judge"), Prices, ()), (("eval", "report"), ReportConfig, ()),
+          (("data", "score"), ScoreConfig, ("data", "judge", "prices")), (("data", "score"), Prices, ()),
+          (("data", "filter"), FilterConfig, ("data",)),  # FILE is their positional argument
           *((command, EngineOptions, ()) for command in (("infer",), ("ask",), ("chat",), ("eval", "tasks"),
                                                           ("eval", "answer"), ("serve",)))]
 
