@@ -1,13 +1,15 @@
-"""Exact candidate pruning for ROUGE-L F > t: only pooled texts that pass a length and a prefix bound can match.
+"""Exact candidate pruning for ROUGE-L F > t: only pooled texts that pass length, prefix, position and
+bucket-count bounds can match, and only those get an exact LCS.
 
 ROUGE-L F of texts of m and n tokens is 2*LCS/(m+n), so F > t needs LCS > t(m+n)/2. Since LCS <= min(m, n),
 n must lie in [m t/(2-t), m (2-t)/t]; since LCS <= the multiset intersection, the two must share at least
 need = t(m+n)/2 token occurrences. Order each text's occurrences by a fixed global key (rare tokens first):
 two texts sharing `need` occurrences share one within the first m - need + 1 of either (prefix filtering,
 Chaudhuri et al. 2006; Bayardo et al. 2007). Each pooled text is indexed under the tokens of its prefix only,
-a query probes its own prefix's tokens, and exact LCS (rapidfuzz) is computed for the few texts found. The
-bounds are taken slightly loose (t - 1e-9), so float F > t never falls outside them; memory is one posting per
-prefix token.
+a query probes its own prefix's tokens; the positions of the first shared token and hashed token counts
+bound the overlap further (PPJoin's positional filter, Xiao et al. 2008), and exact LCS (rapidfuzz) is
+computed for the few texts left. The bounds are taken slightly loose (t - 1e-9), so float F > t never falls
+outside them. Memory is linear: one posting per prefix token, 72 bytes per text. docs/dedup.md derives it.
 """
 
 from __future__ import annotations
