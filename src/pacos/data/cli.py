@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from pacos.data.formats import FORMATS, WRITABLE_FORMATS
-from pacos.data.rouge_index import INDEXED_FROM, METHODS
-from pacos.data.rouge_tokenizers import TOKENIZERS
+from pacos.data.rouge_options import INDEXED_FROM, METHODS, TOKENIZERS
 from pacos.prompting.templates import TEMPLATE_NAMES
 
 # Checked where the template is resolved (an unknown name is a one-line "unknown template" error).

@@ -23,7 +23,8 @@ from rapidfuzz.process import cdist
 
 from pacos.data.atomic_write import write_objects
 from pacos.data.raw_files import read_raw
-from pacos.data.rouge_index import SLACK, INDEXED_FROM, METHODS, PrefixIndex, rouge_l_fmeasure
+from pacos.data.rouge_index import SLACK, PrefixIndex, rouge_l_fmeasure
+from pacos.data.rouge_options import INDEXED_FROM, METHODS
 from pacos.data.rouge_tokenizers import get_tokenizer, rouge_tokens, sparse_rouge_warning, tokenizer_for_texts
 from pacos.errors import DataError
 

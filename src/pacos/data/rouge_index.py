@@ -21,9 +21,6 @@ import numpy as np
 from rapidfuzz.distance import LCSseq
 from rapidfuzz.process import cdist
 
-METHODS = ("auto", "all-pairs", "indexed")
-# `auto` indexes from this many pooled + incoming texts on (the measured crossover, docs/dedup.md).
-INDEXED_FROM = 10_000
 _BUCKETS = 64
 # Far above the few-ulp gap between 2*LCS/(m+n) in C and rouge_score's 2PR/(P+R), far below any real score gap.
 SLACK = 1e-9

@@ -16,8 +16,6 @@ import sys
 import unicodedata
 from typing import Callable, Iterable
 
-TOKENIZERS = ("auto", "rouge", "unicode")
-
 # rouge_score's DefaultTokenizer(use_stemmer=False): lowercase, non-[a-z0-9] runs become spaces, split,
 # keep the [a-z0-9]+ tokens. Finding the runs directly gives the same list without importing nltk (~1 s).
 _ROUGE_RE = re.compile(r"[a-z0-9]+")

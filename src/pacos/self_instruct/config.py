@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pacos.data.rouge_tokenizers import TOKENIZERS, tokenizer_for_language
+from pacos.data.rouge_options import TOKENIZERS
+from pacos.data.rouge_tokenizers import tokenizer_for_language
 from pacos.options import ConfigError, check_fields, option
 from pacos.remote.config import TeacherConfig
 from pacos.self_instruct.languages import get_language
