@@ -25,7 +25,7 @@ from pacos.options import check_fields, option
 from pacos.remote.cache import JudgementCache
 from pacos.remote.client import RemoteModel
 from pacos.remote.config import JudgeConfig
-from pacos.remote.jobs import chat_within_budget, run_workers
+from pacos.remote.jobs import ask_twice, run_workers
 from pacos.remote.spend import Prices, Spend
 
 KEPT_TEXT = 20_000  # of a judge's reply, what the cache keeps for reading
@@ -156,28 +156,15 @@ async def _score_all(queue: list, judge: JudgeConfig, client: RemoteModel, spend
 async def score_one(rated: Rated, judge: JudgeConfig, client: RemoteModel, spend: Spend) -> dict | None:
     """{score, reason} or {score: None, error}, with the tokens spent; a reply that is not a score is asked
     for once more. None when --max-cost leaves no room for the request."""
-    messages = score_messages(rated)
-    result: dict = {"score": None, "prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
-    for _attempt in range(2):
-        reply = await chat_within_budget(client, spend, messages, temperature=judge.temperature,
-                                         max_tokens=judge.max_tokens)
-        if reply is None:
-            return None
-        result["prompt_tokens"] += reply.prompt_tokens
-        result["completion_tokens"] += reply.completion_tokens
-        result["requests"] += reply.requests
-        answer = reply.answers[0]
-        result["text"] = answer.text[:KEPT_TEXT]
-        if answer.error:
-            result.update(error="bad_response", detail=answer.error)
-            continue
+    def read(answer):
         parsed = parse_score(answer.text)
-        if parsed is not None:
-            result.update(score=parsed[0], reason=parsed[1], error=None, detail=None)
-            return result
-        result.update(error="unparseable", detail=None)
-    return result
+        fields = {"score": parsed[0], "reason": parsed[1], "error": None, "detail": None} if parsed else {}
+        return fields, parsed is not None
 
+    result = await ask_twice(client, spend, score_messages(rated), read,
+                             lambda why, detail: {"error": why, "detail": detail}, keep=KEPT_TEXT,
+                             temperature=judge.temperature, max_tokens=judge.max_tokens)
+    return None if result is None else {"score": None, **result}
 
 def _write(records: list, keys: list, skipped: list, results: dict, fmt: str, config: ScoreConfig,
            summary: ScoreSummary) -> None:

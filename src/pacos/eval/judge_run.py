@@ -17,7 +17,7 @@ from pacos.eval.judge_verdicts import parse_pairwise, parse_rating, preference_f
 from pacos.eval.questions import ANSWERS_FORMAT, load_answers, load_questions
 from pacos.remote.cache import JudgementCache
 from pacos.remote.client import RemoteModel
-from pacos.remote.jobs import chat_within_budget, run_workers
+from pacos.remote.jobs import ask_twice, run_workers
 from pacos.remote.spend import Spend
 
 
@@ -144,35 +144,22 @@ async def judge_game(game: Game, config: JudgeRunConfig, client: RemoteModel, sp
     """The finished game (what the cache keeps), a verdict that cannot be read asked for once more; None when
     --max-cost leaves no room for the request."""
     judge, pairwise = config.judge, bool(game.order)
-    result = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
-    for _attempt in range(2):
-        reply = await chat_within_budget(client, spend, game.messages, temperature=judge.temperature,
-                                         max_tokens=judge.max_tokens,
-                                         top_logprobs=TOP_LOGPROBS if judge.logprobs else 0)
-        if reply is None:
-            return None
-        result["prompt_tokens"] += reply.prompt_tokens
-        result["completion_tokens"] += reply.completion_tokens
-        result["requests"] += reply.requests
-        answer = reply.answers[0]
-        result["text"] = answer.text[:20_000]  # the explanation, kept for reading; a runaway one is cut
-        if answer.error:
-            result.update(excluded="bad_response", error=answer.error)
-            continue
+    done = {"excluded": None, "error": None}
+
+    def read(answer):
         if pairwise:
             verdict = parse_pairwise(answer.text)
             p_first = preference_first(verdict_probabilities(answer.text, answer.logprobs)) if verdict else None
-            result.update(verdict=verdict, p_first=p_first)
-            found = verdict is not None
-        else:
-            result["rating"] = parse_rating(answer.text)
-            found = result["rating"] is not None
-        if found:
-            result.update(excluded=None, error=None)
-            return result
-        result["excluded"] = "unparseable"
-    return result
+            return {"verdict": verdict, "p_first": p_first, **(done if verdict else {})}, verdict is not None
+        rating = parse_rating(answer.text)
+        return {"rating": rating, **(done if rating is not None else {})}, rating is not None
 
+    def failed(why, detail):  # an unreadable verdict leaves an earlier attempt's error as it was
+        return {"excluded": why, "error": detail} if detail else {"excluded": why}
+
+    return await ask_twice(client, spend, game.messages, read, failed, keep=20_000,  # a runaway explanation is cut
+                           temperature=judge.temperature, max_tokens=judge.max_tokens,
+                           top_logprobs=TOP_LOGPROBS if judge.logprobs else 0)
 
 def _write(plan: Plan, results: dict, fresh: set, config: JudgeRunConfig, summary: JudgeSummary) -> None:
     records = []

@@ -28,6 +28,35 @@ async def chat_within_budget(client: RemoteModel, spend: Spend, messages: list[d
     return reply
 
 
+async def ask_twice(client: RemoteModel, spend: Spend, messages: list[dict], read: Callable, failed: Callable, *,
+                    keep: int, max_tokens: int, **sampling) -> dict | None:
+    """One judge request, asked once more when its answer is an error or `read` finds nothing usable in it.
+
+    `read(answer)` -> (fields to record, usable?); `failed(why, detail)` -> the fields that record a failed
+    attempt (why: "bad_response" with the client's error, or "unparseable" with None). The dict also holds the
+    tokens and requests of every attempt and the last answer's text (its first `keep` characters); None when
+    --max-cost leaves no room for a request."""
+    result = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
+    for _attempt in range(2):
+        reply = await chat_within_budget(client, spend, messages, max_tokens=max_tokens, **sampling)
+        if reply is None:
+            return None
+        result["prompt_tokens"] += reply.prompt_tokens
+        result["completion_tokens"] += reply.completion_tokens
+        result["requests"] += reply.requests
+        answer = reply.answers[0]
+        result["text"] = answer.text[:keep]
+        if answer.error:
+            result.update(failed("bad_response", answer.error))
+            continue
+        fields, usable = read(answer)
+        result.update(fields)
+        if usable:
+            return result
+        result.update(failed("unparseable", None))
+    return result
+
+
 async def run_workers(items: list, concurrency: int, work: Callable[[object], Awaitable[bool]]) -> bool:
     """`await work(item)` for each item in order, `concurrency` at a time; False from `work` stops the pool
     (items not started stay undone). True when it stopped so; an exception of `work` cancels the rest and
