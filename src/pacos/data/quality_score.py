@@ -166,6 +166,7 @@ async def score_one(rated: Rated, judge: JudgeConfig, client: RemoteModel, spend
                              temperature=judge.temperature, max_tokens=judge.max_tokens)
     return None if result is None else {"score": None, **result}
 
+
 def _write(records: list, keys: list, skipped: list, results: dict, fmt: str, config: ScoreConfig,
            summary: ScoreSummary) -> None:
     """Every record, in order, with its `quality` field: a score, an error, or none (not sent, not judged yet)."""
