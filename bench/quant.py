@@ -15,7 +15,9 @@ One run, one model:
   with events to a callback on the engine's thread, as `pacos infer|serve` take them, and read with
   `Stream.events()` from another thread, as `pacos ask|chat` do; in a process of its own), through raw llama-cpp-python on the same file (`Llama.eval` and
   `Llama.generate`, in a process of its own that never imports pacos; with the context pacos's engine makes for
-  one sequence, 2048 cells, and with a minimal one, prompt + answer), and transformers `generate` in fp32 on the HF model directory (the baseline);
+  one sequence, 2048 cells, and with a minimal one, prompt + answer), and transformers `generate` in fp32 on the HF model directory (the baseline); pacos's engine is
+  timed by whole generations (a 1-token one for the prompt, then (128 - 1) / (T(128) - T(1)) for decode, best of
+  three), since a token that decodes to no text (EOS, and what follows it with EOS ignored) sends no event;
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
   load generator): aggregate output tokens/s.
 """
@@ -109,26 +111,41 @@ def speed_prompt(tokenizer, n: int) -> list[int]:
 def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:
     """(prompt tokens/s, decode tokens/s with events to a callback, decode tokens/s read with `events()`)
     through pacos's engine on a GGUF file, batch 1. `pacos infer` and `serve` take events as callbacks on the
-    engine's thread; `ask` and `chat` read them from another thread (`Stream.events`)."""
+    engine's thread; `ask` and `chat` read them from another thread (`Stream.events`).
+
+    Timed by whole generations, not by text events: a token that decodes to no text (EOS, then whatever follows
+    it with EOS ignored) sends no event, but every generation ends with one. Prefill = the time of a 1-token
+    generation (prompt + one decode step); decode = (new - 1) / (T(new) - T(1)), the best of three each."""
     import threading
 
     from pacos.infer.backends import load_engine
     from pacos.infer.params import SamplingParams
 
-    sampling = SamplingParams(temperature=0.0, max_new_tokens=new)
-    with load_engine(str(path), max_batch=1, threads=threads) as engine:
-        _run_stream(engine, prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4))  # warm-up
-        first, end, tokens = _run_stream(engine, prompt, sampling)
-        times, done = [], threading.Event()
+    def by_events(n: int) -> float:
+        start = time.perf_counter()
+        for event in engine.start(prompt, SamplingParams(temperature=0.0, max_new_tokens=n),
+                                  ignore_eos=True).events():
+            assert event.error == "", event.error
+        return time.perf_counter() - start
+
+    def by_callback(n: int) -> float:
+        done = threading.Event()
 
         def sink(stream, event):
-            times.append(time.perf_counter())
             if event.finish_reason is not None:
                 done.set()
 
-        engine.start(prompt, sampling, ignore_eos=True, sink=sink)
+        start = time.perf_counter()
+        engine.start(prompt, SamplingParams(temperature=0.0, max_new_tokens=n), ignore_eos=True, sink=sink)
         done.wait()
-    return len(prompt) / first, (new - 1) / (times[-1] - times[0]), (tokens - 1) / (end - first)
+        return time.perf_counter() - start
+
+    with load_engine(str(path), max_batch=1, threads=threads) as engine:
+        list(engine.start(prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4)).events())  # warm-up
+        one = min(by_callback(1) for _ in range(3))
+        full = min(by_callback(new) for _ in range(3))
+        full_events = min(by_events(new) for _ in range(3))
+    return len(prompt) / one, (new - 1) / (full - one), (new - 1) / (full_events - one)
 
 
 def pacos_speed_alone(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:
@@ -140,16 +157,6 @@ def pacos_speed_alone(path: Path, prompt: list[int], new: int, threads: int) -> 
     proc = subprocess.run([sys.executable, "-c", code, str(REPO / "bench"), str(path), str(new), str(threads)],
                           input=json.dumps(prompt), capture_output=True, text=True, check=True)
     return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
-def _run_stream(engine, prompt, sampling) -> tuple[float, float, int]:
-    start = time.perf_counter()
-    first, tokens = None, 0
-    for event in engine.start(prompt, sampling, ignore_eos=True).events():
-        if first is None and event.completion_tokens >= 1:
-            first = time.perf_counter() - start
-        tokens = event.completion_tokens
-    return first, time.perf_counter() - start, tokens
 
 
 RAW = """
