@@ -16,7 +16,7 @@ One run, one model:
   `Stream.events()` from another thread, as `pacos ask|chat` do; in a process of its own), through raw llama-cpp-python on the same file (`Llama.eval` and
   `Llama.generate`, in a process of its own that never imports pacos; with the context pacos's engine makes for
   one sequence, 2048 cells, and with a minimal one, prompt + answer), and transformers `generate` in fp32 on the HF model directory (the baseline); pacos's engine is
-  timed by whole generations (a 1-token one for the prompt, then (128 - 1) / (T(128) - T(1)) for decode, best of
+  timed by whole generations (a 1-token one for the prompt, then (N - 1) / (T(N) - T(1)) for decode, N = `--new-tokens`, best of
   three, as raw llama-cpp-python is), since a token that decodes to no text (EOS, and what follows it with EOS ignored) sends no event;
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
   load generator): aggregate output tokens/s.
@@ -121,30 +121,32 @@ def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[
     from pacos.infer.backends import load_engine
     from pacos.infer.params import SamplingParams
 
-    def by_events(n: int) -> float:
+    def seconds(n: int, via_events: bool) -> float:
+        """Wall time of one n-token generation, to its final event (callback on the engine's thread, or
+        `events()` read here)."""
+        sampling, ended = SamplingParams(temperature=0.0, max_new_tokens=n), []
         start = time.perf_counter()
-        for event in engine.start(prompt, SamplingParams(temperature=0.0, max_new_tokens=n),
-                                  ignore_eos=True).events():
-            assert event.error == "", event.error
-        return time.perf_counter() - start
+        if via_events:
+            ended = list(engine.start(prompt, sampling, ignore_eos=True).events())[-1:]
+        else:
+            done = threading.Event()
 
-    def by_callback(n: int) -> float:
-        done = threading.Event()
+            def sink(stream, event):
+                if event.finish_reason is not None:
+                    ended.append(event)
+                    done.set()
 
-        def sink(stream, event):
-            if event.finish_reason is not None:
-                done.set()
-
-        start = time.perf_counter()
-        engine.start(prompt, SamplingParams(temperature=0.0, max_new_tokens=n), ignore_eos=True, sink=sink)
-        done.wait()
-        return time.perf_counter() - start
+            engine.start(prompt, sampling, ignore_eos=True, sink=sink)
+            done.wait()
+        took = time.perf_counter() - start
+        if ended[0].error:
+            raise SystemExit(f"{path}: generation failed: {ended[0].error}")
+        return took
 
     with load_engine(str(path), max_batch=1, threads=threads) as engine:
         list(engine.start(prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4)).events())  # warm-up
-        one = min(by_callback(1) for _ in range(3))
-        full = min(by_callback(new) for _ in range(3))
-        full_events = min(by_events(new) for _ in range(3))
+        one, full, full_events = [min(seconds(n, via_events) for _ in range(3))
+                                  for n, via_events in ((1, False), (new, False), (new, True))]
     return len(prompt) / one, (new - 1) / (full - one), (new - 1) / (full_events - one)
 
 

@@ -68,8 +68,9 @@ class LlamaCppBatch(SequenceBatch):
             params.n_ctx = self._cells(context, max_batch, value_bytes=2)
             params.n_seq_max, params.kv_unified = max_batch, True
             # No flash attention (llama-cpp-python's `Llama` default; llama.cpp's context default is "auto", on):
-            # on CPU it decoded `small` q4_k_m at 180-231 tokens/s against 271-434 without (2 threads, 256-token
-            # prompt, same process and file, alternated; docs/benchmarks.md "GGUF quantization").
+            # on CPU it decoded `small` q4_k_m slower, 2 threads, 256-token prompt, alternated runs: 147-177 tokens/s
+            # against 172-198 without (this engine, with its thread pool), 180-231 against 271-434 with the pool
+            # left out (docs/benchmarks.md "GGUF quantization").
             params.flash_attn_type = getattr(lc, "LLAMA_FLASH_ATTN_TYPE_DISABLED", 0)
             params.n_batch = params.n_ubatch = self.n_batch
             params.n_threads = params.n_threads_batch = self.threads
