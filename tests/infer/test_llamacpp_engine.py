@@ -169,6 +169,33 @@ def test_cancel_frees_the_slot_and_a_full_queue_is_refused(gguf_engine, tiny_ggu
         batch.free()
 
 
+def test_4_bit_files_decode_as_llama_cpp_python_decodes_them(tiny_model_dir, tmp_path):
+    """q4_0 weights are repacked for the CPU's kernels at load: the engine's thread pool must run the loaded ggml
+    (a second copy of the library ran its own kernels on them, and every logit came out 0)."""
+    import llama_cpp
+
+    from pacos.export.gguf_export import export_gguf
+
+    path = tmp_path / "tiny-q4_0.gguf"
+    export_gguf(str(tiny_model_dir), path, "q4_0", verify=False, log=lambda message: None)
+    raw = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False)
+    with LlamaCppEngine(path, kind="instruction", max_batch=2, threads=2) as engine:
+        assert engine.stats()["threadpool"]
+        for text in TEXTS[:2]:
+            ids = engine.encode(Example(text))
+            ours = generate(engine, ids, SamplingParams(max_new_tokens=12), ignore_eos=True)[0]
+            raw.reset()
+            theirs = []
+            for token in raw.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+                theirs.append(token)
+                if len(theirs) == 12:
+                    break
+            assert ours == theirs
+    if os.path.exists("/proc/self/maps"):  # one ggml CPU library in the process, the one llama.cpp loaded
+        mapped = {line.split()[-1] for line in open("/proc/self/maps") if "libggml-cpu" in line}
+        assert len(mapped) == 1, mapped
+
+
 def test_backends_refuse_the_wrong_kind_of_model(tiny_gguf, tiny_model_dir):
     with pytest.raises(Exception, match="is a GGUF file, which the transformers backend does not load"):
         load_engine(str(tiny_gguf), "transformers")

@@ -21,11 +21,30 @@ class ThreadpoolParams(ctypes.Structure):
                 ("poll", ctypes.c_uint32), ("strict_cpu", ctypes.c_bool), ("paused", ctypes.c_bool)]
 
 
+def _loaded(libdir: str, stem: str) -> ctypes.CDLL:
+    """The copy of `libdir`'s library `stem` (e.g. "libggml-cpu") that this process has already loaded.
+
+    Never a second copy: a wheel may ship the same library under several file names (libggml-cpu.so and
+    libggml-cpu.so.0 as two files, not links), and loading the other name maps a second, uninitialised ggml
+    whose pool threads then run its kernels: with it, q4_0 and q4_k_m files (whose weights the first copy had
+    repacked) gave all-zero logits. RTLD_NOLOAD opens only what is loaded already; OSError when nothing is."""
+    if not hasattr(os, "RTLD_NOLOAD"):
+        raise OSError("no RTLD_NOLOAD on this platform")
+    for name in sorted(os.listdir(libdir)):
+        if name.startswith(stem + ".") or name.startswith(stem + "-"):
+            try:
+                return ctypes.CDLL(os.path.join(libdir, name), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+            except OSError:
+                continue  # that file is not the loaded copy
+    raise OSError(f"no loaded {stem} in {libdir}")
+
+
 def _libraries(llama_cpp):
-    """(libggml-base, libggml-cpu, libllama) of the installed llama-cpp-python, with the signatures set."""
+    """(libggml-base, libggml-cpu, libllama) of the installed llama-cpp-python, the copies already loaded (after
+    a context exists, so that the CPU backend is), with the signatures set."""
     libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
-    base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
-    cpu = ctypes.CDLL(os.path.join(libdir, "libggml-cpu.so"))
+    base = _loaded(libdir, "libggml-base")
+    cpu = _loaded(libdir, "libggml-cpu")
     llama = llama_cpp.llama_cpp._lib
     base.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
     base.ggml_threadpool_params_init.restype = None
