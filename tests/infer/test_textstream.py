@@ -1,6 +1,9 @@
 """Streaming text: stop strings split across tokens are cut and never shown; partial UTF-8 is held back."""
 
-from pacos.infer.textstream import IncrementalDecoder, StopMatcher
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pacos.infer.textstream import IncrementalDecoder, StopMatcher, backend_decoder
 
 
 def feed(matcher, pieces):
@@ -40,3 +43,19 @@ def test_decoder_waits_for_a_complete_utf8_character(tiny_tokenizer):
     deltas = [dec.push(i) for i in ids]
     assert deltas[0] == "" and deltas[1] == "é"
     assert "".join(deltas) == "é ok"
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(min_value=0, max_value=511), max_size=24), skip=st.booleans())
+def test_backend_decoder_equals_the_tokenizers_decode(tiny_tokenizer, ids, skip):
+    assert backend_decoder(tiny_tokenizer, skip)(ids) == tiny_tokenizer.decode(ids, skip_special_tokens=skip)
+
+
+def test_a_tokenizer_that_cleans_up_spaces_keeps_transformers_decode(tiny_tokenizer, monkeypatch):
+    ids = tiny_tokenizer("a , b .", add_special_tokens=False)["input_ids"]
+    monkeypatch.setattr(tiny_tokenizer, "clean_up_tokenization_spaces", True)
+    monkeypatch.setattr(tiny_tokenizer, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
+                        True, raising=False)
+    cleaned = tiny_tokenizer.decode(ids, skip_special_tokens=True)
+    assert cleaned == "a, b."  # transformers' clean-up, which the Rust decoder alone does not do
+    assert backend_decoder(tiny_tokenizer)(ids) == cleaned

@@ -8,6 +8,16 @@ that could be the start of one is held back until it is known not to be.
 from __future__ import annotations
 
 
+def backend_decoder(tokenizer, skip_special_tokens: bool = True):
+    """`ids -> text` equal to `tokenizer.decode(ids, skip_special_tokens=...)`: the Rust `tokenizers` decoder
+    itself where transformers' wrapper would add nothing (a fast tokenizer that cleans up no spaces), which
+    saves ~0.1 ms per token (two decodes per streamed token); else the wrapper."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and getattr(tokenizer, "clean_up_tokenization_spaces", True) is False:
+        return lambda ids: backend.decode(ids, skip_special_tokens=skip_special_tokens)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
 class IncrementalDecoder:
     """Decodes a growing list of ids, returning only the new text each time (offsets as in TGI/vLLM)."""
 
@@ -15,10 +25,11 @@ class IncrementalDecoder:
         self.tokenizer, self.skip = tokenizer, skip_special_tokens
         self.ids: list[int] = []
         self.prefix_offset = self.read_offset = 0
+        self.decode = backend_decoder(tokenizer, skip_special_tokens)
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=self.skip)
+        decode = self.decode
         prefix = decode(self.ids[self.prefix_offset:self.read_offset])
         text = decode(self.ids[self.prefix_offset:])
         if len(text) > len(prefix) and not text.endswith("\ufffd"):
