@@ -22,8 +22,8 @@ One run, one model:
   rounds (the median and range of the per-round pacos/raw ratio are shown too): this VM's speed moves by up to
   2x within a minute, for both alike;
 - serving: `pacos serve f32.gguf`/`q4_k_m.gguf` with 1 and 4 concurrent streaming clients (bench/serve.py's
-  load generator, 3 requests per client): aggregate output tokens/s, the two loads alternated `--rounds` times
-  on one server, the best of each.
+  load generator; 12 requests of `--new-tokens` for the one client, 3 for each of the four, the same tokens):
+  aggregate output tokens/s, the two loads alternated `--rounds` times on one server, the best of each.
 """
 
 from __future__ import annotations
@@ -227,7 +227,8 @@ def hf_speed(model_dir: Path, prompt: list[int], new: int) -> tuple[float, float
 
 def serve_speed(path: Path, port: int, max_tokens: int, requests: int, rounds: int = 1) -> tuple[float, float]:
     """Aggregate output tokens/s of `pacos serve FILE.gguf` with 1 and with 4 concurrent clients: one server,
-    the two loads alternated `rounds` times, the best of each."""
+    the two loads alternated `rounds` times, the best of each. Both loads ask for the same tokens (one client
+    sends 4 x `requests` requests, each of four clients `requests`), so neither is a shorter, luckier sample."""
     sys.path.insert(0, str(REPO / "bench"))
     from serve import run_level, start_server
 
@@ -237,7 +238,7 @@ def serve_speed(path: Path, port: int, max_tokens: int, requests: int, rounds: i
     try:
         asyncio.run(run_level(url, 1, 1, 8))  # warm-up
         for _ in range(rounds):
-            ones.append(asyncio.run(run_level(url, 1, requests, max_tokens))["tokens_per_s"])
+            ones.append(asyncio.run(run_level(url, 1, 4 * requests, max_tokens))["tokens_per_s"])
             fours.append(asyncio.run(run_level(url, 4, requests, max_tokens))["tokens_per_s"])
     finally:
         proc.terminate()
