@@ -10,8 +10,9 @@ from __future__ import annotations
 
 def backend_decoder(tokenizer, skip_special_tokens: bool = True):
     """`ids -> text` equal to `tokenizer.decode(ids, skip_special_tokens=...)`: the Rust `tokenizers` decoder
-    itself where transformers' wrapper would add nothing (a fast tokenizer that cleans up no spaces), which
-    saves ~0.1 ms per token (two decodes per streamed token); else the wrapper."""
+    itself where transformers' wrapper would add nothing (a fast tokenizer that cleans up no spaces); else the
+    wrapper. Measured with timeit on `small`'s tokenizer, 6 ids: 1.2 us a decode direct, 4.5 us through the
+    wrapper (a streamed token takes two)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and getattr(tokenizer, "clean_up_tokenization_spaces", True) is False:
         return lambda ids: backend.decode(ids, skip_special_tokens=skip_special_tokens)
