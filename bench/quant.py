@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -270,19 +271,17 @@ def main() -> int:
     print(f"transformers fp32: prompt {hf_prompt:.0f} tok/s, decode {hf_decode:.1f} tok/s", flush=True)
     rows = []
     for quant, path in files.items():
-        # Rounds alternate pacos and raw llama-cpp-python (each one best of three in a fresh process), so a
-        # machine that speeds up or slows down (a shared VM does, by 2x within a minute) does so for both; each
-        # is its best over the rounds. Raw with the context pacos's engine makes for one sequence (2048 cells),
-        # and with a minimal one.
+        # `--rounds` alternations (see the docstring); raw at the context pacos's engine makes for one sequence
+        # (2048 cells), and at a minimal one.
         runs = [(pacos_speed_alone(path, prompt, args.new_tokens, threads),
                  raw_speed(path, prompt, args.new_tokens, threads, n_ctx=2048),
                  raw_speed(path, prompt, args.new_tokens, threads)) for _ in range(args.rounds)]
         ours = [max(r[0][i] for r in runs) for i in range(3)]
         raw = [max(r[1][i] for r in runs) for i in range(2)]
-        ratios = sorted(r[0][1] / r[1][1] for r in runs)
+        ratios = sorted(r[0][1] / r[1][1] for r in runs)  # pacos / raw decode, per round
         rows.append({"quant": quant, "mib": path.stat().st_size / 2**20, **ppl[quant], "pacos_prompt": ours[0],
                      "pacos_decode": ours[1], "pacos_events": ours[2], "raw_prompt": raw[0], "raw_decode": raw[1],
-                     "raw_small_decode": max(r[2][1] for r in runs), "round_ratio": ratios[len(ratios) // 2],
+                     "raw_small_decode": max(r[2][1] for r in runs), "round_ratio": statistics.median(ratios),
                      "round_ratios": (ratios[0], ratios[-1])})
         print(f"{quant}: pacos decode {ours[1]:.1f} tok/s ({ours[2]:.1f} via events()), raw llama-cpp-python "
               f"{raw[1]:.1f}; per round pacos/raw {', '.join(f'{r:.2f}' for r in ratios)}", flush=True)

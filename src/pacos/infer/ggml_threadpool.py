@@ -4,7 +4,7 @@ Without one, ggml makes a disposable pool for every graph it computes: with paco
 off) each `llama_decode` starts and joins its worker threads, which on a busy 2-core machine cost more than
 the decoding itself. Measured on `small` fine-tuned on Alpaca, 2 threads, batch 1, 256-token prompt, 128
 tokens, this engine with and without the pool and raw llama-cpp-python, alternated in three rounds, beside one
-busy-looping process (docs/inference.md): q4_k_m decoded 80-100 tokens/s with the pool, 30-36 without, raw
+busy-looping process (docs/inference.md): q4_k_m decoded 81-100 tokens/s with the pool, 30-36 without, raw
 22-32; q8_0 68-94, 31-57, 27-59. On the quiet machine, two rounds: q4_k_m 304/232 with, 328/217 without;
 q8_0 264/352 with, 230/250 without.
 
