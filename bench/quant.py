@@ -115,44 +115,14 @@ def speed_prompt(tokenizer, n: int) -> list[int]:
 
 def pacos_speed(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:
     """(prompt tokens/s, decode tokens/s with events to a callback, decode tokens/s read with `events()`)
-    through pacos's engine on a GGUF file, batch 1. `pacos infer` and `serve` take events as callbacks on the
-    engine's thread; `ask` and `chat` read them from another thread (`Stream.events`).
+    through pacos's engine on a GGUF file, batch 1: `decode_speed` (whole generations, (new - 1) /
+    (T(new) - T(1)), the best of three each), with events as `pacos infer|serve` take them and as `ask|chat`
+    read them."""
+    from pacos.infer.llamacpp_engine import decode_speed
 
-    Timed by whole generations, not by text events: a token that decodes to no text (EOS, then whatever follows
-    it with EOS ignored) sends no event, but every generation ends with one. Prefill = the time of a 1-token
-    generation (prompt + one decode step); decode = (new - 1) / (T(new) - T(1)), the best of three each."""
-    import threading
-
-    from pacos.infer.backends import load_engine
-    from pacos.infer.params import SamplingParams
-
-    def seconds(n: int, via_events: bool) -> float:
-        """Wall time of one n-token generation, to its final event (callback on the engine's thread, or
-        `events()` read here)."""
-        sampling, ended = SamplingParams(temperature=0.0, max_new_tokens=n), []
-        start = time.perf_counter()
-        if via_events:
-            ended = list(engine.start(prompt, sampling, ignore_eos=True).events())[-1:]
-        else:
-            done = threading.Event()
-
-            def sink(stream, event):
-                if event.finish_reason is not None:
-                    ended.append(event)
-                    done.set()
-
-            engine.start(prompt, sampling, ignore_eos=True, sink=sink)
-            done.wait()
-        took = time.perf_counter() - start
-        if ended[0].error:
-            raise SystemExit(f"{path}: generation failed: {ended[0].error}")
-        return took
-
-    with load_engine(str(path), max_batch=1, threads=threads) as engine:
-        list(engine.start(prompt[:16], SamplingParams(temperature=0.0, max_new_tokens=4)).events())  # warm-up
-        one, full, full_events = [min(seconds(n, via_events) for _ in range(3))
-                                  for n, via_events in ((1, False), (new, False), (new, True))]
-    return len(prompt) / one, (new - 1) / (full - one), (new - 1) / (full_events - one)
+    sink, events = (decode_speed(path, ids=prompt, new_tokens=new, threads=threads, repeats=3, via_events=v)
+                    for v in (False, True))
+    return sink["prompt_tokens_per_s"], sink["tokens_per_s"], events["tokens_per_s"]
 
 
 def pacos_speed_alone(path: Path, prompt: list[int], new: int, threads: int) -> tuple[float, float, float]:

@@ -273,33 +273,55 @@ class LlamaCppEngine(BatchedEngine):
 
 
 def decode_speed(path, *, sequences: int = 1, new_tokens: int = 128, prompt: str = "Name three colours.",
-                 threads: int | None = None) -> dict:
-    """Greedy decode throughput of this engine on a GGUF file, for benchmarks: `sequences` streams of one Alpaca
-    prompt started together through the engine interface (as `pacos serve` runs them), EOS ignored, once for
-    one token each (prefill and first token) and once for `new_tokens` each; the difference is the decoding.
-    Returns its aggregate output tokens/s and the share of its time spent inside llama_decode."""
+                 ids: list[int] | None = None, threads: int | None = None, repeats: int = 1,
+                 via_events: bool = False) -> dict:
+    """Greedy decode throughput of this engine on a GGUF file, for benchmarks: `sequences` streams of one prompt
+    (the Alpaca prompt of `prompt`, or the token `ids` as they are) started together through the engine
+    interface, EOS ignored, timed by whole generations: one token each (prefill and first token) and
+    `new_tokens` each, the fastest of `repeats` each; the difference is the decoding (a token past EOS sends no
+    text event, but every generation ends with one). Events go to a callback on the engine's thread, as
+    `pacos infer|serve` take them, or with `via_events` are read with `Stream.events()` from this thread, as
+    `pacos ask|chat` do (one sequence). Returns aggregate output tokens/s, prompt tokens/s (of the 1-token
+    generations) and the share of the decoding time spent inside llama_decode."""
     import threading
 
     from pacos.data.records import Example
     from pacos.infer.params import SamplingParams
 
+    if via_events and sequences != 1:
+        raise ValueError("via_events reads one stream")
     with LlamaCppEngine(path, kind="instruction", max_batch=sequences, max_waiting=sequences,
                         threads=threads) as engine:
-        ids = engine.encode(Example(prompt))
+        ids = list(ids) if ids is not None else engine.encode(Example(prompt))
 
         def run(tokens: int) -> tuple[float, float]:
-            finished = threading.Semaphore(0)
+            """(wall seconds, seconds inside llama_decode) of one round of generations."""
+            sampling, ended = SamplingParams(temperature=0.0, max_new_tokens=tokens), []
             began, decoding = time.perf_counter(), engine.batch.decode_seconds
-            for _ in range(sequences):
-                engine.start(ids, SamplingParams(max_new_tokens=tokens), ignore_eos=True,
-                             sink=lambda stream, event: event.finish_reason and finished.release())
-            for _ in range(sequences):
-                finished.acquire()
-            return time.perf_counter() - began, engine.batch.decode_seconds - decoding
+            if via_events:
+                ended = list(engine.start(ids, sampling, ignore_eos=True).events())[-1:]
+            else:
+                finished = threading.Semaphore(0)
+
+                def sink(stream, event):
+                    if event.finish_reason is not None:
+                        ended.append(event)
+                        finished.release()
+
+                for _ in range(sequences):
+                    engine.start(ids, sampling, ignore_eos=True, sink=sink)
+                for _ in range(sequences):
+                    finished.acquire()
+            took = time.perf_counter() - began, engine.batch.decode_seconds - decoding
+            failed = [e.error for e in ended if e.error]
+            if failed:
+                raise PacosError(f"{path}: generation failed: {failed[0]}")
+            return took
 
         run(4)  # warm-up
-        (short, short_decoding), (long, long_decoding) = run(1), run(new_tokens)
+        (short, short_decoding), (long, long_decoding) = (min(run(n) for _ in range(repeats)) for n in (1, new_tokens))
         seconds, tokens = long - short, sequences * (new_tokens - 1)
         return {"sequences": sequences, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+                "prompt_tokens_per_s": sequences * len(ids) / short,
                 "in_llama_decode": (long_decoding - short_decoding) / seconds, "threads": engine.batch.threads}
 
