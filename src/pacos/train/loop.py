@@ -109,6 +109,12 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
         log(counts_summary(counts))
     if not items:
         raise PacosError(f"{', '.join(config.data)}: no {what} to train on")
+    import torch
+
+    if not torch.cuda.is_available():
+        from pacos.train.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # CPU: no step page-faults its activations anew (small: 6-14% faster, docs/training.md)
     if config.qlora:
         from pacos.train.qlora import load_quantized, local_compute_dtype
 
