@@ -11,6 +11,8 @@ its own, so its peak RSS (wait4's ru_maxrss) is its own. Methods:
 - `stanford_alpaca`: their train.py as written: `Trainer`, their `DataCollatorForSupervisedDataset` (pad to
   the longest record of the batch, attention mask = not pad), their `smart_tokenizer_and_embedding_resize`
   ([PAD] added, mean-initialised), random order, fp32 (their bf16/tf32 flags are GPU ones);
+- `stanford-kept`: the same, with glibc keeping freed memory for the next step as `pacos train` has it on a
+  CPU (`pacos.train.host_memory`): how much of pacos's gain is that setting;
 - `TRL SFTTrainer`: trl's defaults (`SFTConfig`: gradient checkpointing on, padding to the longest, eos as
   pad) given our tokenized records with their labels, except bf16: SFTConfig turns it on wherever fp16 is
   off, CPU included, and on a CPU without bf16 instructions that is 20-30x slower (see docs/training.md);
@@ -41,6 +43,7 @@ ALPACA = REPO.parent / "shared" / "data" / "alpaca_en_1k.json"
 PRESETS = ("small", "base-100m")
 METHODS = {  # name: (label, pacos TrainConfig overrides or None for a baseline)
     "stanford": ("stanford_alpaca recipe (Trainer, pad to longest, random order, fp32)", None),
+    "stanford-kept": ("stanford_alpaca recipe, freed memory kept as pacos train keeps it", None),
     "trl": ("TRL SFTTrainer, defaults but bf16 off (gradient checkpointing, pad to longest)", None),
     "pacos": ("**pacos train, defaults (packing, fp32)**", {}),
     "pacos-bf16": ("pacos train --bf16 on", {"bf16": "on"}),
@@ -182,7 +185,11 @@ def worker(args) -> int:
     import pacos  # noqa: F401  (OpenMP threads sleep between passes, as in the `pacos` command)
 
     with tempfile.TemporaryDirectory() as out:
-        if args.worker == "stanford":
+        if args.worker in ("stanford", "stanford-kept"):
+            if args.worker == "stanford-kept":
+                from pacos.train.host_memory import keep_freed_memory
+
+                keep_freed_memory()
             result = run_stanford(args, out)
         elif args.worker == "trl":
             result = run_trl(args, out)
