@@ -27,6 +27,13 @@ def commit() -> str:
     return (out.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
+def publish(section: str, markdown: str, write: bool) -> None:
+    """Print a benchmark's section; with `write` (its --record), also put it in docs/benchmarks.md."""
+    print(markdown)
+    if write:
+        record(section, markdown)
+
+
 def record(section: str, markdown: str) -> None:
     """Replace (or append) the section headed `section` of docs/benchmarks.md, leaving the others alone."""
     path = REPO / "docs" / "benchmarks.md"

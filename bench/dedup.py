@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, commit, machine, record
+from benchlib import REPO, commit, machine, publish, record
 
 DATA = REPO.parent / "shared" / "data"
 SECTION = "## Self-Instruct ROUGE-L dedup"
@@ -227,9 +227,7 @@ def main() -> int:
         f"near-duplicates, threshold {args.threshold:g}. Identical kept records: **{'yes' if identical else 'NO'}**.\n\n"
         f"{table}\n"
     )
-    print(markdown)
-    if args.record:
-        record(SECTION, markdown)
+    publish(SECTION, markdown, args.record)
     return 0 if identical else 1
 
 

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, commit, machine, record
+from benchlib import REPO, commit, machine, publish
 
 import pacos  # noqa: F401  (before torch: OpenMP threads sleep between passes, as in the `pacos` command)
 
@@ -188,9 +188,7 @@ def main() -> int:
         f"as an EOS would end it. Target: the engine >= 2x static batches. \"Same text\": the share of records whose "
         f"answer is identical to pacos's (greedy on a random model has near-ties that padding can tip).\n\n"
         + "\n".join(table) + "\n")
-    print(markdown)
-    if args.record:
-        record(SECTION, markdown)
+    publish(SECTION, markdown, args.record)
     return 0
 
 

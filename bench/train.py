@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, commit, machine, record
+from benchlib import REPO, commit, machine, publish
 
 SECTION = "## Training speed (`pacos train`)"
 ALPACA = REPO.parent / "shared" / "data" / "alpaca_en_1k.json"
@@ -297,9 +297,7 @@ def main() -> int:
         + "\n".join(table) + "\n"
         + "".join(f"\n{preset}: pacos vs the recipe in each of the {len(r)} alternated rounds (the table keeps "
                   f"each one's fastest): {', '.join(f'{x:.2f}x' for x in r)}.\n" for preset, r in rounds_note.items()))
-    print(markdown)
-    if args.record:
-        record(SECTION, markdown)
+    publish(SECTION, markdown, args.record)
     return 0
 
 

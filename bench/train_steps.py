@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import commit, machine, record
+from benchlib import commit, machine, publish
 from train import encoded_records
 
 SECTION = "## Training step by step (`bench/train_steps.py`)"
@@ -181,9 +181,7 @@ def main() -> int:
         f"{flops / ours_s / 1e9:.0f} GFLOP/s (linear layers and causal attention, optimizer time included in the "
         f"seconds); this machine's fp32 matmul of the model's MLP shape ({mean_tokens:,} x "
         f"{ours.config.hidden_size} x {ours.config.intermediate_size}) runs at {rate / 1e9:.0f} GFLOP/s.\n")
-    print(markdown)
-    if args.record:
-        record(SECTION, markdown)
+    publish(SECTION, markdown, args.record)
     return 0
 
 
