@@ -114,7 +114,7 @@ def start_run(config: TrainConfig, items, load, what: str, log) -> RunStart:
     if not torch.cuda.is_available():
         from pacos.train.host_memory import keep_freed_memory
 
-        keep_freed_memory()  # CPU: no step page-faults its activations anew (small: 6-14% faster, docs/training.md)
+        keep_freed_memory()  # CPU: no step page-faults its activations anew (faster: docs/training.md)
     if config.qlora:
         from pacos.train.qlora import load_quantized, local_compute_dtype
 
