@@ -11,7 +11,7 @@ PROBE = r"""
 import ctypes, sys
 from pacos.train.host_memory import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
-libc = ctypes.CDLL("libc.so.6")
+libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 address = libc.malloc(64 << 20)  # above glibc's largest mmap threshold (32 MiB)
 for line in open("/proc/self/maps"):

@@ -5,15 +5,15 @@ fresh `mmap` and returns it with `munmap` when freed, so each step of CPU traini
 activations in again (the kernel zeroes every page) and the first steps, before the threshold has grown,
 do so for most of them. PyTorch's CPU tuning guide answers this with jemalloc or tcmalloc through
 LD_PRELOAD; `keep_freed_memory` gets glibc to do the same from inside the process: no mmap for large blocks
-(they come from the heap, which keeps freed blocks for reuse) and no trimming of the heap's top. Peak
-memory is the same (the step's peak is reached anyway); memory freed after the peak is not given back
-until the process ends, which for a training run is when it has saved.
+(they come from the heap, which keeps freed blocks for reuse) and the heap's free top given back only past
+2 GiB. Peak memory is about the same (the step's peak is reached anyway; a few percent more was
+measured, docs/training.md); memory freed after the peak mostly stays with the process, which for `pacos
+train` ends once it has saved. The setting is the process's: a Python session that called `train()` keeps it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -26,7 +26,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols: its C library's malloc
         libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing
         mallopt = libc.mallopt
     except (OSError, AttributeError):
