@@ -185,11 +185,11 @@ def worker(args) -> int:
     import pacos  # noqa: F401  (OpenMP threads sleep between passes, as in the `pacos` command)
 
     with tempfile.TemporaryDirectory() as out:
-        if args.worker in ("stanford", "stanford-kept"):
-            if args.worker == "stanford-kept":
-                from pacos.train.host_memory import keep_freed_memory
+        if args.worker == "stanford-kept":
+            from pacos.train.host_memory import keep_freed_memory
 
-                keep_freed_memory()
+            keep_freed_memory()
+        if args.worker in ("stanford", "stanford-kept"):
             result = run_stanford(args, out)
         elif args.worker == "trl":
             result = run_trl(args, out)

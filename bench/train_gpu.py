@@ -5,9 +5,9 @@
 
 The issue's target: MFU >= 40% for a ~1B LLaMA config at length 512 with bf16, SDPA/flash attention and
 packing (published: tuned FSDP 7B reaches 46% on H100). The model is TinyLlama-1.1B's shape (hidden 2048,
-22 layers, 32 heads, 4 KV heads, MLP 5632, vocabulary 32,000) with random weights, built here, saved with
-pacos's offline tokenizer (the data uses its few hundred ids; the 32,000-row lm_head costs what a real
-vocabulary costs). The records are random text trained by `pacos train` itself in a subprocess of its own, each
+22 layers, 32 heads, 4 KV heads, MLP 5632, vocabulary 32,000) with random weights, built offline by
+`pacos.models.presets` as the tests' models are, with pacos's tokenizer (the data uses its few hundred ids;
+the 32,000-row lm_head costs what a real vocabulary costs). The records are random text trained by `pacos train` itself in a subprocess of its own, each
 record cut to `--max-len` tokens, so every packed row holds `--batch-size` whole records of that length.
 
 MFU = model FLOPs per second / the GPU's dense bf16 peak. Model FLOPs (bench/train_steps.py's count): 6 x the
@@ -34,10 +34,12 @@ from pathlib import Path
 from benchlib import REPO, commit, publish
 from train_steps import model_flops
 
+from pacos.models.presets import Preset, init_model
+
 SECTION = "## Training on a GPU (`bench/train_gpu.py`)"
-SHAPE = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-             intermediate_size=5632, vocab_size=32000, max_position_embeddings=2048)
-PEAK_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "A10G": 125, "L4": 121, "4090": 165}
+TINYLLAMA = Preset(2048, 22, 32, 5632, 2048, num_key_value_heads=4, vocab_size=32000)
+# Dense bf16 tensor-core peaks (NVIDIA's data sheets); the first name found in the device's name is used.
+PEAK_BF16_TFLOPS = {"H200": 989, "H100 PCIe": 756, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "4090": 165}
 
 
 def peak_tflops(device_name: str, override: float | None) -> float:
@@ -47,24 +49,6 @@ def peak_tflops(device_name: str, override: float | None) -> float:
         if key in device_name:
             return tflops
     raise SystemExit(f"no dense bf16 peak known for {device_name!r}: pass --peak-tflops")
-
-
-def build_model(out: Path) -> int:
-    """TinyLlama's shape, random weights, pacos's tokenizer; returns the parameter count."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from pacos.models.tokenizer import build_char_tokenizer
-
-    tokenizer = build_char_tokenizer()
-    config = LlamaConfig(**SHAPE, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=False)
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)  # saved in bf16, as hub checkpoints are
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return sum(p.numel() for p in model.parameters())
 
 
 def write_records(path: Path, count: int, max_len: int) -> None:
@@ -107,17 +91,17 @@ def main() -> int:
 
     import torch
     import transformers
-    from transformers import LlamaConfig
+    from transformers import AutoConfig
 
     if not torch.cuda.is_available():
         raise SystemExit("bench/train_gpu.py measures a GPU: no CUDA device here")
     name = torch.cuda.get_device_name()
     peak = peak_tflops(name, args.peak_tflops) * 1e12
-    flops_per_token = model_flops(LlamaConfig(**SHAPE), [args.max_len]) / args.max_len
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        params = build_model(tmp / "model")
+        params = init_model(TINYLLAMA, tmp / "model")
+        flops_per_token = model_flops(AutoConfig.from_pretrained(tmp / "model"), [args.max_len]) / args.max_len
         write_records(tmp / "records.jsonl", args.steps * args.batch_size, args.max_len)
         runs = [("pacos train --bf16 on (full fine-tuning, packing)", ())]
         if args.qlora:

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pacos.errors import ModelLoadError
 from pacos.models.loading import load_model
-from pacos.models.presets import PRESETS, build_model
+from pacos.models.presets import PRESETS, Preset, build_model
 
 from ..conftest import run_pacos
 
@@ -20,6 +20,13 @@ def test_preset_sizes(preset, low, high):
     assert low <= n <= high
     assert type(model).__name__ == "LlamaForCausalLM"
     assert model.config.vocab_size == len(tok)
+
+
+def test_a_shape_of_ones_own_takes_its_kv_heads_and_vocabulary():
+    model, tok = build_model(Preset(64, 2, 4, 128, 256, num_key_value_heads=2, vocab_size=1000))
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (4, 2)
+    assert model.get_input_embeddings().num_embeddings == model.config.vocab_size == 1000 > len(tok)
+    assert model.model.layers[0].self_attn.k_proj.out_features == 2 * 64 // 4  # 2 KV heads of 16
 
 
 def test_model_init_writes_a_standard_hub_layout(tmp_path):

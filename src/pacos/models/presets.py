@@ -16,6 +16,8 @@ class Preset:
     intermediate_size: int
     max_position_embeddings: int
     note: str = ""  # for --preset's help
+    num_key_value_heads: int | None = None  # None: one per attention head
+    vocab_size: int | None = None  # None: the tokenizer's; more rows cost what a real vocabulary's cost
 
 
 # Sizes from the issue: tiny ~1-5M (tests), small ~20-40M, base-100m ~100M (benchmarks). nano (~0.5M, two
@@ -30,23 +32,25 @@ PRESETS = {
 PRESET_NAMES = tuple(PRESETS)
 
 
-def build_model(preset: str, seed: int = 0):
-    """A (model, tokenizer) pair: `LlamaForCausalLM` with random init and the offline char tokenizer."""
-    if preset not in PRESETS:
+def build_model(preset: str | Preset, seed: int = 0):
+    """A (model, tokenizer) pair: `LlamaForCausalLM` with random init and the offline char tokenizer.
+
+    `preset` is a name from PRESETS or a shape of one's own (a benchmark's)."""
+    if not isinstance(preset, Preset) and preset not in PRESETS:
         raise PacosError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     from pacos.models.tokenizer import build_char_tokenizer
 
-    p = PRESETS[preset]
+    p = preset if isinstance(preset, Preset) else PRESETS[preset]
     tokenizer = build_char_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=p.vocab_size or len(tokenizer),
         hidden_size=p.hidden_size,
         num_hidden_layers=p.num_hidden_layers,
         num_attention_heads=p.num_attention_heads,
-        num_key_value_heads=p.num_attention_heads,
+        num_key_value_heads=p.num_key_value_heads or p.num_attention_heads,
         intermediate_size=p.intermediate_size,
         max_position_embeddings=p.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
@@ -61,7 +65,7 @@ def build_model(preset: str, seed: int = 0):
     return model, tokenizer
 
 
-def init_model(preset: str, out: str | Path, seed: int = 0) -> int:
+def init_model(preset: str | Preset, out: str | Path, seed: int = 0) -> int:
     """Build a preset and save it to `out` in the standard Hugging Face layout; returns its parameter count."""
     from transformers.utils import logging as hf_logging
 
